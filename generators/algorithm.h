@@ -1,0 +1,138 @@
+// The math of sdrop, written once: the Philox4x32-10 draw behind the mask (SPEC §2) and the
+// keep/scale/zero arithmetic (SPEC §3). Every generator, schedule, dtype and target builds
+// its pipeline from these functions; nothing here knows about loops or hardware.
+#pragma once
+
+#include "Halide.h"
+
+#include <array>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sdrop::gen {
+
+using namespace Halide;
+
+// A 32-bit unsigned constant (plain C++ integer literals would be read as signed int).
+inline Expr u32(uint32_t v) { return Internal::UIntImm::make(UInt(32), v); }
+
+// ---- Philox4x32-10 ------------------------------------------------------------------------
+
+// One Philox4x32-10 block: counter (c0..c3), key (k0, k1) -> four 32-bit words, handed to
+// `body`, whose result is returned. Each round's words are bound with Let, so the expression
+// is a chain of ten rounds rather than a tree that doubles every round.
+inline Expr philox4x32_10(Expr c0, Expr c1, Expr c2, Expr c3, Expr k0, Expr k1,
+                          const std::function<Expr(const std::array<Expr, 4> &)> &body) {
+  const Expr M0 = u32(0xD2511F53u);
+  const Expr M1 = u32(0xCD9E8D57u);
+  const Expr W0 = u32(0x9E3779B9u);
+  const Expr W1 = u32(0xBB67AE85u);
+  static int unique = 0;  // generators run single-threaded
+  const std::string prefix = "philox" + std::to_string(unique++) + "_";
+  std::array<Expr, 4> c = {c0, c1, c2, c3};
+  std::vector<std::pair<std::string, Expr>> lets;
+  Expr key0 = k0, key1 = k1;
+  for (int r = 0; r < 10; r++) {
+    Expr p0 = widening_mul(c[0], M0);  // full 64-bit products
+    Expr p1 = widening_mul(c[2], M1);
+    Expr hi0 = cast<uint32_t>(p0 >> 32), lo0 = cast<uint32_t>(p0);
+    Expr hi1 = cast<uint32_t>(p1 >> 32), lo1 = cast<uint32_t>(p1);
+    std::array<Expr, 4> next = {hi1 ^ c[1] ^ key0, lo1, hi0 ^ c[3] ^ key1, lo0};
+    for (int i = 0; i < 4; i++) {
+      std::string name = prefix + std::to_string(r) + "_" + std::to_string(i);
+      lets.emplace_back(name, next[i]);
+      c[i] = Internal::Variable::make(UInt(32), name);
+    }
+    key0 = key0 + W0;
+    key1 = key1 + W1;
+  }
+  Expr e = body(c);
+  for (auto it = lets.rbegin(); it != lets.rend(); ++it) {
+    e = Internal::Let::make(it->first, it->second, e);
+  }
+  return e;
+}
+
+// The uniform 32-bit draw u for mask index m (SPEC §2): key = seed, counter =
+// (m >> 2, offset), word m & 3 of the block. m is a signed 64-bit index (always >= 0).
+inline Expr philox_draw(Expr m, Expr seed, Expr offset) {
+  Expr b = cast<uint64_t>(m) >> 2;
+  Expr lane = cast<uint32_t>(cast<uint64_t>(m) & 3);
+  return philox4x32_10(cast<uint32_t>(b), cast<uint32_t>(b >> 32), cast<uint32_t>(offset),
+                       cast<uint32_t>(offset >> 32), cast<uint32_t>(seed),
+                       cast<uint32_t>(seed >> 32), [&](const std::array<Expr, 4> &w) {
+                         return select(lane == 0, w[0], lane == 1, w[1], lane == 2, w[2], w[3]);
+                       });
+}
+
+// Keep iff u < T, T in [0, 2^32]. T = 2^32 cannot be a uint32, so it comes as keep_all.
+inline Expr philox_keep(Expr m, Expr seed, Expr offset, Expr threshold, Expr keep_all) {
+  return keep_all || philox_draw(m, seed, offset) < threshold;
+}
+
+// ---- Values -------------------------------------------------------------------------------
+
+// The element types the kernels store, and the type the arithmetic is done in.
+enum class DType { f16, bf16, f32, f64 };
+
+inline Type storage_type(DType t) {
+  switch (t) {
+    case DType::f16: return Float(16);
+    case DType::bf16: return UInt(16);  // bfloat16 is integer work on every backend
+    case DType::f32: return Float(32);
+    case DType::f64: return Float(64);
+  }
+  return Type();
+}
+
+inline bool computes_in_double(DType t) { return t == DType::f64; }
+
+// bfloat16 <-> float32, exact and round-to-nearest-even, NaN kept a (quiet) NaN.
+inline Expr bf16_bits_to_f32(Expr bits) {
+  return reinterpret<float>(cast<uint32_t>(bits) << 16);
+}
+inline Expr f32_to_bf16_bits(Expr f) {
+  Expr u = reinterpret<uint32_t>(f);
+  Expr is_nan = (u & u32(0x7fffffffu)) > u32(0x7f800000u);
+  Expr rounded = (u + (u32(0x7fffu) + ((u >> 16) & u32(1)))) >> 16;
+  return cast<uint16_t>(select(is_nan, (u >> 16) | u32(0x40u), rounded));
+}
+
+inline Expr to_compute(DType t, Expr stored) {
+  switch (t) {
+    case DType::f16: return cast<float>(stored);
+    case DType::bf16: return bf16_bits_to_f32(stored);
+    case DType::f32: return stored;
+    case DType::f64: return stored;
+  }
+  return Expr();
+}
+
+inline Expr from_compute(DType t, Expr v) {
+  switch (t) {
+    case DType::f16: return cast(Float(16), v);  // IEEE round-to-nearest-even
+    case DType::bf16: return f32_to_bf16_bits(v);
+    case DType::f32: return v;
+    case DType::f64: return v;
+  }
+  return Expr();
+}
+
+// SPEC §3: kept -> x * s; dropped -> +0.0, or x * 0 with SDROP_FLAG_MULTIPLY (PyTorch).
+// `scale` is s in the compute type (float, or double for f64), rounded on the host.
+// strict_float keeps the simplifier and LLVM from folding x * 0 or contracting anything.
+inline Expr kept_value(DType t, Expr x, Expr scale) {
+  return from_compute(t, strict_float(to_compute(t, x) * scale));
+}
+inline Expr dropped_value(DType t, Expr x, Expr multiply) {
+  Expr xc = to_compute(t, x);
+  Expr times_zero = from_compute(t, strict_float(xc * Internal::make_zero(xc.type())));
+  return select(multiply, times_zero, Internal::make_zero(storage_type(t)));
+}
+inline Expr dropout_value(DType t, Expr x, Expr keep, Expr scale, Expr multiply) {
+  return select(keep, kept_value(t, x, scale), dropped_value(t, x, multiply));
+}
+
+}  // namespace sdrop::gen

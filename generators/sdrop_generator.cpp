@@ -1,0 +1,213 @@
+// The sdrop generator: one pipeline family built from algorithm.h, instantiated per
+//   op    — dropout (Philox mask), apply_mask (caller's mask), mask (write the keep bits);
+//   shape — the canonical loop nest the runtime maps every tensor onto (see below);
+//   dtype — f16, bf16, f32, f64;
+// and per target (the ISA variants). generate() states what is computed; schedule() says how,
+// driven by a few knobs that the tuning table sets per (target, op, shape, dtype).
+//
+// Canonical shapes (3-D, innermost first; the runtime merges, sorts and flips axes so that
+// every tensor lands on one of them, and loops over any further axes itself):
+//   rows          d0 does not vary the mask (ms0 == 0): one keep bit per row (d1, d2).
+//                 Kept rows are scaled, dropped rows are filled without reading x.
+//   channels_last d0 varies the mask, d1 does not (ms1 == 0): the keep bits of a row of d0
+//                 are drawn once and reused along d1 (N, spatial, C tensors).
+//   elementwise   anything else: one draw per element.
+// Mask index of element (d0, d1, d2): m = mbase + d0*ms0 + d1*ms1 + d2*ms2 (64-bit).
+#include <cstdio>
+#include <cstdlib>
+
+#include "algorithm.h"
+
+namespace sdrop::gen {
+
+enum class Op { dropout, apply_mask, mask };
+enum class Shape { rows, channels_last, elementwise };
+
+class SdropGenerator : public Generator<SdropGenerator> {
+ public:
+  GeneratorParam<Op> op{"op",
+                        Op::dropout,
+                        {{"dropout", Op::dropout},
+                         {"apply_mask", Op::apply_mask},
+                         {"mask", Op::mask}}};
+  GeneratorParam<Shape> shape{"shape",
+                              Shape::elementwise,
+                              {{"rows", Shape::rows},
+                               {"channels_last", Shape::channels_last},
+                               {"elementwise", Shape::elementwise}}};
+  GeneratorParam<DType> dtype{
+      "dtype",
+      DType::f32,
+      {{"f16", DType::f16}, {"bf16", DType::bf16}, {"f32", DType::f32}, {"f64", DType::f64}}};
+
+  // Schedule knobs. vector_factor: vectors of the natural width per inner iteration;
+  // task_elems: elements per parallel task (small tensors run in one task, on the caller);
+  // channel_block: channels_last keep bits drawn per block (bounds its stack buffer).
+  GeneratorParam<int> vector_factor{"vector_factor", 2, 1, 16};
+  GeneratorParam<int> task_elems{"task_elems", 1 << 16, 1024, 1 << 26};
+  GeneratorParam<int> channel_block{"channel_block", 512, 16, 1 << 16};
+
+  void configure() {
+    const bool has_x = op != Op::mask;
+    const bool draws = op != Op::apply_mask;
+    const Type out_type = op == Op::mask ? UInt(8) : storage_type(dtype);
+    if (has_x) x = add_input<Buffer<>>("x", storage_type(dtype), 3);
+    if (op == Op::apply_mask) mask_in = add_input<Buffer<>>("mask", UInt(8), 3);
+    if (draws) {
+      seed = add_input<uint64_t>("seed");
+      offset = add_input<uint64_t>("offset");
+      mbase = add_input<int64_t>("mbase");
+      ms0 = add_input<int64_t>("ms0");
+      ms1 = add_input<int64_t>("ms1");
+      ms2 = add_input<int64_t>("ms2");
+      threshold = add_input<uint32_t>("threshold");
+      keep_all = add_input<bool>("keep_all");
+    } else {
+      keep_none = add_input<bool>("keep_none");
+    }
+    if (has_x) {
+      multiply = add_input<bool>("multiply");
+      scale_f32 = add_input<float>("scale_f32");
+      scale_f64 = add_input<double>("scale_f64");
+    }
+    y = add_output<Buffer<>>(op == Op::mask ? "mask_out" : "y", out_type, 3);
+  }
+
+  void generate() {
+    if (op != Op::dropout && shape != Shape::elementwise) {
+      std::fprintf(stderr, "sdrop generator: apply_mask and mask have the elementwise shape only\n");
+      std::abort();
+    }
+    Func out = *y;
+    if (op == Op::mask) {
+      out(d0, d1, d2) = cast<uint8_t>(select(keep_at(d0, d1, d2), 1, 0));
+    } else if (shape == Shape::rows) {
+      define_rows(out);
+    } else if (shape == Shape::channels_last) {
+      keep_cl(d0, d2) = philox_keep(mask_index(d0, 0, d2), *seed, *offset, *threshold, *keep_all);
+      out(d0, d1, d2) = value(x_at(d0, d1, d2), keep_cl(d0, d2));
+    } else {
+      out(d0, d1, d2) = value(x_at(d0, d1, d2), keep_at(d0, d1, d2));
+    }
+  }
+
+  void schedule() {
+    Func out = *y;
+    // Any strides: the runtime passes transposed, negative and broadcast (0) strides.
+    out.output_buffer().dim(0).set_stride(Expr());
+    if (x) (*x).dim(0).set_stride(Expr());
+    if (mask_in) (*mask_in).dim(0).set_stride(Expr());
+
+    const int vec = natural_vector() * vector_factor;
+    Expr dense = out.output_buffer().dim(0).stride() == 1;
+    if (x) dense = dense && (*x).dim(0).stride() == 1;
+
+    if (op != Op::mask && shape == Shape::rows) {
+      schedule_rows(out, vec, dense);
+    } else if (shape == Shape::channels_last) {
+      schedule_channels_last(out, vec, dense);
+    } else {
+      schedule_elementwise(out, vec, dense);
+    }
+  }
+
+ private:
+  GeneratorInput<Buffer<>> *x = nullptr;
+  GeneratorInput<Buffer<>> *mask_in = nullptr;
+  GeneratorInput<uint64_t> *seed = nullptr, *offset = nullptr;
+  GeneratorInput<int64_t> *mbase = nullptr, *ms0 = nullptr, *ms1 = nullptr, *ms2 = nullptr;
+  GeneratorInput<uint32_t> *threshold = nullptr;
+  GeneratorInput<bool> *keep_all = nullptr, *keep_none = nullptr, *multiply = nullptr;
+  GeneratorInput<float> *scale_f32 = nullptr;
+  GeneratorInput<double> *scale_f64 = nullptr;
+  GeneratorOutput<Buffer<>> *y = nullptr;
+
+  Var d0{"d0"}, d1{"d1"}, d2{"d2"};
+  Func keep_cl{"keep_cl"};
+  RDom kept_rows, dropped_rows;
+
+  int natural_vector() const {
+    // f16/bf16 are computed in f32: size the vectors by the compute type.
+    const Type t = op == Op::mask ? UInt(32) : (dtype == DType::f64 ? Float(64) : Float(32));
+    return get_target().natural_vector_size(t);
+  }
+
+  Expr mask_index(Expr i0, Expr i1, Expr i2) {
+    return *mbase + cast<int64_t>(i0) * *ms0 + cast<int64_t>(i1) * *ms1 +
+           cast<int64_t>(i2) * *ms2;
+  }
+  Expr keep_at(Expr i0, Expr i1, Expr i2) {
+    if (op == Op::apply_mask) return !*keep_none && (*mask_in)(i0, i1, i2) != 0;
+    return philox_keep(mask_index(i0, i1, i2), *seed, *offset, *threshold, *keep_all);
+  }
+  Expr x_at(Expr i0, Expr i1, Expr i2) { return (*x)(i0, i1, i2); }
+  Expr scale() const { return dtype == DType::f64 ? Expr(*scale_f64) : Expr(*scale_f32); }
+  Expr value(Expr xv, Expr keep) { return dropout_value(dtype, xv, keep, scale(), *multiply); }
+
+  // rows: two passes over the rows, each restricted by RDom::where to the rows it owns, so a
+  // dropped row's input is never loaded (exact-zero mode) and no element is written twice.
+  void define_rows(Func out) {
+    const Expr e0 = (*x).dim(0).extent(), e1 = (*x).dim(1).extent(), e2 = (*x).dim(2).extent();
+    auto row_keep = [&](const RDom &r) {
+      return philox_keep(mask_index(0, r.y, r.z), *seed, *offset, *threshold, *keep_all);
+    };
+    out(d0, d1, d2) = undef(storage_type(dtype));
+    kept_rows = RDom(0, e0, 0, e1, 0, e2, "kept");
+    kept_rows.where(row_keep(kept_rows));
+    out(kept_rows.x, kept_rows.y, kept_rows.z) =
+        kept_value(dtype, x_at(kept_rows.x, kept_rows.y, kept_rows.z), scale());
+    dropped_rows = RDom(0, e0, 0, e1, 0, e2, "dropped");
+    dropped_rows.where(!row_keep(dropped_rows));
+    out(dropped_rows.x, dropped_rows.y, dropped_rows.z) =
+        dropped_value(dtype, x_at(dropped_rows.x, dropped_rows.y, dropped_rows.z), *multiply);
+  }
+
+  void schedule_rows(Func out, int vec, Expr dense) {
+    const Expr row_len = max(1, (*x).dim(0).extent());
+    const Expr rows_per_task = max(1, task_elems / row_len);
+    const Expr y_dense = out.output_buffer().dim(0).stride() == 1;
+    for (int u = 0; u < 2; u++) {
+      const RDom &r = u == 0 ? kept_rows : dropped_rows;
+      RVar rows("rows");
+      Stage s = out.update(u);
+      s.fuse(r.y, r.z, rows).parallel(rows, rows_per_task, TailStrategy::GuardWithIf);
+      if (u == 1) {
+        // Exact-zero mode: dropped rows are a plain fill; x is never read.
+        s.specialize(!*multiply).specialize(y_dense).vectorize(r.x, vec, TailStrategy::Predicate);
+      }
+      s.specialize(dense).vectorize(r.x, vec, TailStrategy::Predicate);
+    }
+  }
+
+  void schedule_channels_last(Func out, int vec, Expr dense) {
+    // Tasks over (spatial chunk, sample); within a task, channel blocks outside, spatial
+    // positions, then channels (vectorized). The keep bits of a channel block are drawn once
+    // per task into a fixed-size stack buffer.
+    Var d0o("d0o"), d0i("d0i"), d1o("d1o"), d1i("d1i"), task("task");
+    const Expr row_len = max(1, (*x).dim(0).extent());
+    const Expr spatial_per_task = max(1, task_elems / row_len);
+    out.split(d1, d1o, d1i, spatial_per_task, TailStrategy::GuardWithIf)
+        .split(d0, d0o, d0i, channel_block, TailStrategy::GuardWithIf)
+        .reorder(d0i, d1i, d0o, d1o, d2)
+        .fuse(d1o, d2, task)
+        .parallel(task);
+    out.specialize(dense).vectorize(d0i, vec, TailStrategy::Predicate);
+    keep_cl.compute_at(out, d0o)
+        .bound_storage(d0, channel_block)
+        .store_in(MemoryType::Stack)
+        .vectorize(d0, natural_vector(), TailStrategy::GuardWithIf);
+  }
+
+  void schedule_elementwise(Func out, int vec, Expr dense) {
+    Var d0o("d0o"), d0i("d0i"), t("t"), task("task");
+    out.split(d0, d0o, d0i, task_elems, TailStrategy::GuardWithIf)
+        .fuse(d0o, d1, t)
+        .fuse(t, d2, task)
+        .parallel(task);
+    out.specialize(dense).vectorize(d0i, vec, TailStrategy::Predicate);
+  }
+};
+
+}  // namespace sdrop::gen
+
+HALIDE_REGISTER_GENERATOR(sdrop::gen::SdropGenerator, sdrop)

@@ -1,0 +1,127 @@
+/*
+ * sdrop — spatial (channel-wise) dropout with a counter-based Philox mask.
+ *
+ * The C ABI. C99-compatible; no exceptions cross it; every entry point that can fail returns
+ * an sdrop_status and leaves a message in sdrop_last_error() (thread-local). Tensors are DLPack
+ * DLTensors, so NumPy, PyTorch, JAX and CuPy arrays cross it without copies.
+ *
+ * Semantics (see SPEC.md, sections 1-3):
+ *   noise shape ns[i] = x.shape[i] if bit i of mask_axes is set, else 1;
+ *   one Bernoulli(1 - p) draw per noise-shape element m (row-major linear index),
+ *   keep[m] = philox4x32_10(seed, offset, m) < nearbyint((1 - p) * 2^32);
+ *   y[i] = keep[m(i)] ? x[i] * s : +0.0      s = 1/(1 - p)
+ *   (with SDROP_FLAG_MULTIPLY: dropped y[i] = x[i] * 0, as PyTorch computes it).
+ * The mask depends on (seed, offset, m) only: the same on every backend, ISA, thread count,
+ * layout, stride and dtype. Backward is forward applied to the gradient with the same params.
+ */
+#ifndef SDROP_SDROP_H_
+#define SDROP_SDROP_H_
+
+#include <stdint.h>
+
+#include <dlpack/dlpack.h>
+
+#if defined(_WIN32)
+#define SDROP_API
+#elif defined(__GNUC__)
+#define SDROP_API __attribute__((visibility("default")))
+#else
+#define SDROP_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SDROP_VERSION_MAJOR 0
+#define SDROP_VERSION_MINOR 1
+#define SDROP_VERSION_PATCH 0
+
+typedef enum sdrop_status {
+  SDROP_OK = 0,
+  SDROP_ERROR_INVALID_ARGUMENT = 1,    /* bad value, shape, dtype pair, stride, overlap     */
+  SDROP_ERROR_UNSUPPORTED = 2,         /* valid DLPack, but a dtype/device this build lacks */
+  SDROP_ERROR_BACKEND_UNAVAILABLE = 3, /* e.g. CUDA tensor but no driver/device             */
+  SDROP_ERROR_OUT_OF_MEMORY = 4,
+  SDROP_ERROR_INTERNAL = 5
+} sdrop_status;
+
+typedef struct sdrop_params {
+  double p;           /* drop probability, [0, 1]                                   */
+  uint64_t seed;      /* Philox key                                                  */
+  uint64_t offset;    /* Philox counter high half: bump it every step                */
+  uint32_t mask_axes; /* bit i set: the mask varies along axis i                    */
+  uint32_t flags;     /* SDROP_FLAG_*                                                */
+} sdrop_params;
+
+/* Dropped elements become x * 0 (PyTorch: NaN/Inf propagate, negatives give -0.0).
+   Default: dropped elements are exactly +0.0 and their inputs are never read. */
+#define SDROP_FLAG_MULTIPLY 1u
+
+typedef enum sdrop_layout { SDROP_CHANNELS_FIRST = 0, SDROP_CHANNELS_LAST = 1 } sdrop_layout;
+
+/* Mask axes of spatial dropout for a batched tensor: {0,1} (channels first) or {0,ndim-1}
+   (channels last); 0 if ndim < 2. Unbatched input (C, spatial...) is mask_axes = 1u. */
+SDROP_API uint32_t sdrop_spatial_axes(int32_t ndim, sdrop_layout layout);
+
+/* y = dropout(x). y may be x itself (same data, same strides: in place).
+   Shapes and dtypes of x and y must match; their strides may differ. */
+SDROP_API sdrop_status sdrop_forward(const sdrop_params* params, const DLTensor* x, DLTensor* y);
+
+/* dx = dropout(dy) with the mask of the forward call that had the same params. */
+SDROP_API sdrop_status sdrop_backward(const sdrop_params* params, const DLTensor* dy,
+                                      DLTensor* dx);
+
+/* Writes the keep mask, 1 = kept, 0 = dropped. The mask's shape is the noise shape: any
+   extent on the axes in params->mask_axes, exactly 1 on every other axis. dtype uint8 or
+   bool (DLPack code 6, 8 bits). params->flags is ignored. */
+SDROP_API sdrop_status sdrop_mask(const sdrop_params* params, DLTensor* mask);
+
+/* y = keep ? x * s : 0 with a caller-given mask (noise shape, uint8/bool, nonzero = keep);
+   seed and offset are ignored, p gives s, flags apply; p = 1 drops everything whatever the
+   mask says. Lets a caller reproduce another framework's draw bit for bit. */
+SDROP_API sdrop_status sdrop_apply_mask(const sdrop_params* params, const DLTensor* x,
+                                        const DLTensor* mask, DLTensor* y);
+
+/* Thread-local message of the last failure on this thread; "" if none. */
+SDROP_API const char* sdrop_last_error(void);
+
+/* CPU threads used by a call (the calling thread included). 0 = all cores (the default);
+   a negative n is taken as 0. */
+SDROP_API void sdrop_set_num_threads(int n);
+/* The count actually used (>= 1). */
+SDROP_API int sdrop_get_num_threads(void);
+
+/* "MAJOR.MINOR.PATCH". */
+SDROP_API const char* sdrop_version(void);
+
+/* ---- CPU ISA selection, in the style of oneDNN's max-CPU-ISA control ----------------------
+   Every CPU kernel is compiled for each of these instruction sets; a call runs the best one
+   that the CPU supports and that is not above the cap. The cap starts from the environment
+   variable SDROP_MAX_CPU_ISA=sse41|avx2|avx512|all (read once, at the first call that needs
+   it; an unknown value makes every call fail with SDROP_ERROR_INVALID_ARGUMENT naming it)
+   and can be changed at any time with sdrop_set_max_cpu_isa. The results are bit-identical
+   whichever variant runs. */
+typedef enum sdrop_cpu_isa {
+  SDROP_CPU_ISA_SSE41 = 1,  /* x86-64 with SSE4.1: the baseline                        */
+  SDROP_CPU_ISA_AVX2 = 2,   /* AVX, AVX2, FMA, F16C                                   */
+  SDROP_CPU_ISA_AVX512 = 3, /* AVX-512 F, CD, VL, BW, DQ (Skylake-SP and later)       */
+  SDROP_CPU_ISA_ALL = 255   /* no cap                                                  */
+} sdrop_cpu_isa;
+
+/* Caps the variant. Returns SDROP_ERROR_INVALID_ARGUMENT for a value not in the enum. */
+SDROP_API sdrop_status sdrop_set_max_cpu_isa(sdrop_cpu_isa isa);
+/* The cap in force (SDROP_CPU_ISA_ALL when none). */
+SDROP_API sdrop_cpu_isa sdrop_get_max_cpu_isa(void);
+/* The variant CPU calls run now: the best the CPU supports, at most the cap. */
+SDROP_API sdrop_cpu_isa sdrop_get_cpu_isa(void);
+/* The best variant this CPU supports, ignoring the cap. */
+SDROP_API sdrop_cpu_isa sdrop_get_host_cpu_isa(void);
+/* "sse41", "avx2", "avx512", "all"; "unknown" for other values. */
+SDROP_API const char* sdrop_cpu_isa_name(sdrop_cpu_isa isa);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SDROP_SDROP_H_ */

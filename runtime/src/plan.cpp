@@ -1,0 +1,139 @@
+#include "plan.h"
+
+#include <algorithm>
+
+namespace sdrop {
+namespace {
+
+int64_t abs64(int64_t v) { return v < 0 ? -v : v; }
+
+// Largest offset the axes reach in each of x, y and the mask tensor.
+int64_t span(const Axis* a, int n) {
+  int64_t sx = 0, sy = 0, sk = 0;
+  for (int i = 0; i < n; i++) {
+    sx += (a[i].extent - 1) * abs64(a[i].xs);
+    sy += (a[i].extent - 1) * abs64(a[i].ys);
+    sk += (a[i].extent - 1) * abs64(a[i].ks);
+  }
+  return std::max(sx, std::max(sy, sk));
+}
+
+int64_t max_stride(const Axis& a) {
+  return std::max(abs64(a.xs), std::max(abs64(a.ys), abs64(a.ks)));
+}
+
+}  // namespace
+
+Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
+               const int64_t* ks, uint32_t mask_axes, int64_t span_limit) {
+  Plan p;
+  // Mask index strides: row-major over the noise shape.
+  int64_t ms[kMaxDims] = {};
+  int64_t m = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    if (mask_axes >> i & 1u) {
+      ms[i] = m;
+      m *= shape[i];
+    }
+  }
+  Axis a[kMaxDims];
+  int n = 0;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] == 1) continue;
+    Axis ax;
+    ax.extent = shape[i];
+    ax.xs = xs ? xs[i] : 0;
+    ax.ys = ys[i];
+    ax.ks = ks ? ks[i] : 0;
+    ax.ms = ms[i];
+    // Walk the output forwards: flip an axis it walks backwards.
+    if (ax.ys < 0) {
+      const int64_t last = ax.extent - 1;
+      p.x0 += last * ax.xs;
+      p.y0 += last * ax.ys;
+      p.k0 += last * ax.ks;
+      p.m0 += last * ax.ms;
+      ax.xs = -ax.xs;
+      ax.ys = -ax.ys;
+      ax.ks = -ax.ks;
+      ax.ms = -ax.ms;
+    }
+    a[n++] = ax;
+  }
+  // Outermost first: by output stride, then input stride (stable for determinism).
+  sort_small(a, n, [](const Axis& l, const Axis& r) {
+    if (l.ys != r.ys) return l.ys > r.ys;
+    return abs64(l.xs) > abs64(r.xs);
+  });
+  // Merge an outer axis into the inner one when all four strides step together.
+  Axis merged[kMaxDims];
+  int nm = 0;
+  for (int i = 0; i < n; i++) {
+    if (nm > 0) {
+      Axis& o = merged[nm - 1];
+      const Axis& in = a[i];
+      const int64_t e = in.extent;
+      if (o.xs == in.xs * e && o.ys == in.ys * e && o.ks == in.ks * e && o.ms == in.ms * e) {
+        Axis fused = in;
+        fused.extent = o.extent * e;
+        o = fused;
+        continue;
+      }
+    }
+    merged[nm++] = a[i];
+  }
+  // The innermost (up to) three axes go to the kernel; cut them down until their offsets
+  // fit in 32 bits: chunk the outermost kernel dim, or hand it to the outer loops.
+  int h = std::min(nm, 3);
+  for (;;) {
+    const Axis* kern = merged + (nm - h);
+    if (h == 0 || span(kern, h) <= span_limit) break;
+    const Axis& top = kern[0];
+    const int64_t rest = span(kern + 1, h - 1);
+    const int64_t stride = max_stride(top);
+    if (rest <= span_limit && stride <= span_limit) {
+      const int64_t c = stride == 0 ? top.extent : (span_limit - rest) / stride + 1;
+      if (c >= 2 || h == 1) {
+        // Chunk `top`: an outer loop over chunks of c, the kernel sees extent <= c.
+        p.chunk = std::min(c, top.extent);
+        p.chunk_total = top.extent;
+        break;
+      }
+    }
+    h--;
+  }
+  // Outer loops, outermost first.
+  const int first_kernel = nm - h;
+  for (int i = 0; i < first_kernel; i++) p.outer[p.n_outer++] = merged[i];
+  if (p.chunk > 0) {
+    const Axis& top = merged[first_kernel];
+    Axis loop = top;
+    loop.extent = (top.extent + p.chunk - 1) / p.chunk;
+    loop.xs *= p.chunk;
+    loop.ys *= p.chunk;
+    loop.ks *= p.chunk;
+    loop.ms *= p.chunk;
+    p.chunk_loop = p.n_outer;
+    p.chunk_dim = h - 1;
+    p.outer[p.n_outer++] = loop;
+  }
+  for (int d = 0; d < h; d++) {
+    p.inner[d] = merged[nm - 1 - d];
+    if (d == p.chunk_dim) p.inner[d].extent = p.chunk;
+  }
+  // Kernel strides must fit int32 even on padded dims.
+  for (int d = h; d < 3; d++) p.inner[d] = Axis{};
+
+  if (op != Op::dropout) {
+    p.shape = Shape::elementwise;
+  } else if (p.inner[0].ms == 0) {
+    p.shape = Shape::rows;
+  } else if (p.inner[1].extent > 1 && p.inner[1].ms == 0) {
+    p.shape = Shape::channels_last;
+  } else {
+    p.shape = Shape::elementwise;
+  }
+  return p;
+}
+
+}  // namespace sdrop

@@ -1,0 +1,80 @@
+// Canonicalisation: any rank, layout and strides -> a few 3-D kernel calls.
+//
+// Every axis carries its strides in x, y and the mask tensor, and its stride in the mask
+// index m (0 on axes the mask does not vary along). Extent-1 axes are dropped, axes with a
+// negative output stride are flipped, axes are sorted by output stride and adjacent axes
+// that step together are merged. The innermost three become the kernel's d0, d1, d2; any
+// further axes, and chunks of axes too long for Halide's 32-bit buffer indexing, are looped
+// over here. The first two axes' mask strides choose the kernel's canonical shape.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor.h"
+
+namespace sdrop {
+
+enum class Shape { rows = 0, channels_last = 1, elementwise = 2 };
+enum class Op { dropout, apply_mask, mask };
+
+struct Axis {
+  int64_t extent = 1;
+  int64_t xs = 0, ys = 0, ks = 0;  // element strides in x, y, mask tensor
+  int64_t ms = 0;                  // stride of the mask index m
+};
+
+struct Plan {
+  Shape shape = Shape::elementwise;
+  Axis inner[3];                   // kernel dims d0 (innermost), d1, d2
+  Axis outer[kMaxDims + 1];        // looped here, outermost first
+  int n_outer = 0;
+  // One kernel dim may be cut into chunks: outer[chunk_loop] steps over them; the last
+  // chunk is shorter.
+  int chunk_loop = -1, chunk_dim = -1;
+  int64_t chunk = 0, chunk_total = 0;
+  int64_t x0 = 0, y0 = 0, k0 = 0, m0 = 0;  // element offsets / mask index of index 0
+};
+
+// Largest element offset a kernel call may reach (Halide buffers index with int32).
+constexpr int64_t kKernelSpanLimit = (int64_t(1) << 31) - 1 - 4096;
+
+// shape: the tensors' common shape; xs/ys/ks: their element strides (ks may be null, xs too
+// for Op::mask); mask_axes as in sdrop_params. span_limit is a parameter for tests.
+Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
+               const int64_t* ks, uint32_t mask_axes, int64_t span_limit = kKernelSpanLimit);
+
+// One kernel call: offsets of element (0,0,0) and the kernel dims' extents.
+struct Call {
+  int64_t x0, y0, k0, m0;
+  int64_t extent[3];
+};
+
+// Calls fn(const Call&) for every kernel call of the plan, in order; stops at the first
+// nonzero return and returns it.
+template <typename Fn>
+int for_each_call(const Plan& p, Fn&& fn) {
+  int64_t idx[kMaxDims + 1] = {};
+  for (;;) {
+    Call c{p.x0, p.y0, p.k0, p.m0, {p.inner[0].extent, p.inner[1].extent, p.inner[2].extent}};
+    for (int i = 0; i < p.n_outer; i++) {
+      c.x0 += idx[i] * p.outer[i].xs;
+      c.y0 += idx[i] * p.outer[i].ys;
+      c.k0 += idx[i] * p.outer[i].ks;
+      c.m0 += idx[i] * p.outer[i].ms;
+    }
+    if (p.chunk_loop >= 0) {
+      const int64_t done = idx[p.chunk_loop] * p.chunk;
+      const int64_t left = p.chunk_total - done;
+      c.extent[p.chunk_dim] = left < p.chunk ? left : p.chunk;
+    }
+    if (int r = fn(static_cast<const Call&>(c))) return r;
+    int i = p.n_outer - 1;
+    for (; i >= 0; i--) {
+      if (++idx[i] < p.outer[i].extent) break;
+      idx[i] = 0;
+    }
+    if (i < 0) return 0;
+  }
+}
+
+}  // namespace sdrop
