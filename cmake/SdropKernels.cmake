@@ -17,7 +17,11 @@ set(SDROP_KERNEL_SHAPES "dropout:rows" "dropout:channels_last" "dropout:elementw
                         "apply_mask:elementwise" "mask:elementwise")
 set(SDROP_DTYPES f16 bf16 f32 f64)
 
-# Per-variant schedule knobs (vector_factor=, task_elems=, channel_block=). The table is
+# Most channels one channels_last kernel call takes (its keep bits live in a stack buffer of
+# this many bytes); the runtime cuts wider rows. One value for generator and runtime.
+set(SDROP_CHANNEL_BLOCK 2048)
+
+# Per-variant schedule knobs (vector_factor=, task_elems=). The table is
 # written by the tuning sweep; entries it lacks get the generator's defaults.
 include("${PROJECT_SOURCE_DIR}/generators/schedule_table.cmake" OPTIONAL)
 
@@ -41,7 +45,7 @@ function(sdrop_add_kernels)
       endif ()
       foreach (dtype IN LISTS dtypes)
         set(name "hl_sdrop_${op}_${shape}_${dtype}_${isa}")
-        set(params op=${op} shape=${shape})
+        set(params op=${op} shape=${shape} channel_block=${SDROP_CHANNEL_BLOCK})
         if (NOT dtype STREQUAL "u8")
           list(APPEND params dtype=${dtype})
         endif ()

@@ -42,7 +42,8 @@ class SdropGenerator : public Generator<SdropGenerator> {
 
   // Schedule knobs. vector_factor: vectors of the natural width per inner iteration;
   // task_elems: elements per parallel task (small tensors run in one task, on the caller);
-  // channel_block: channels_last keep bits drawn per block (bounds its stack buffer).
+  // channel_block: most channels (d0) a channels_last call gets; the runtime cuts wider rows
+  // (it reads the same value, SDROP_CHANNEL_BLOCK, from the build).
   GeneratorParam<int> vector_factor{"vector_factor", 2, 1, 16};
   GeneratorParam<int> task_elems{"task_elems", 1 << 16, 1024, 1 << 26};
   GeneratorParam<int> channel_block{"channel_block", 512, 16, 1 << 16};
@@ -123,8 +124,9 @@ class SdropGenerator : public Generator<SdropGenerator> {
   GeneratorOutput<Buffer<>> *y = nullptr;
 
   Var d0{"d0"}, d1{"d1"}, d2{"d2"};
-  Func keep_cl{"keep_cl"};
-  RDom kept_rows, dropped_rows;
+  Func keep_cl{"keep_cl"}, keep_row{"keep_row"};
+  RDom rows;
+  static constexpr int kMaxRowsPerTask = 1024;
 
   int natural_vector() const {
     // f16/bf16 are computed in f32: size the vectors by the compute type.
@@ -144,55 +146,54 @@ class SdropGenerator : public Generator<SdropGenerator> {
   Expr scale() const { return dtype == DType::f64 ? Expr(*scale_f64) : Expr(*scale_f32); }
   Expr value(Expr xv, Expr keep) { return dropout_value(dtype, xv, keep, scale(), *multiply); }
 
-  // rows: two passes over the rows, each restricted by RDom::where to the rows it owns, so a
-  // dropped row's input is never loaded (exact-zero mode) and no element is written twice.
+  // rows: one keep bit per row (d1, d2). The update runs over (x, kind, row) where `kind`
+  // (0 = dropped, 1 = kept) is restricted by RDom::where to the row's keep bit and unrolled,
+  // so each row runs exactly one of two loops: scale, or a fill that never loads x
+  // (exact-zero mode). No element is written twice, so in place is safe.
   void define_rows(Func out) {
     const Expr e0 = (*x).dim(0).extent(), e1 = (*x).dim(1).extent(), e2 = (*x).dim(2).extent();
-    auto row_keep = [&](const RDom &r) {
-      return philox_keep(mask_index(0, r.y, r.z), *seed, *offset, *threshold, *keep_all);
-    };
+    keep_row(d1, d2) = philox_keep(mask_index(0, d1, d2), *seed, *offset, *threshold, *keep_all);
+    rows = RDom(0, e0, 0, 2, 0, e1, 0, e2, "rows");
+    rows.where(rows.y == select(keep_row(rows.z, rows.w), 1, 0));
+    const Expr xv = x_at(rows.x, rows.z, rows.w);
     out(d0, d1, d2) = undef(storage_type(dtype));
-    kept_rows = RDom(0, e0, 0, e1, 0, e2, "kept");
-    kept_rows.where(row_keep(kept_rows));
-    out(kept_rows.x, kept_rows.y, kept_rows.z) =
-        kept_value(dtype, x_at(kept_rows.x, kept_rows.y, kept_rows.z), scale());
-    dropped_rows = RDom(0, e0, 0, e1, 0, e2, "dropped");
-    dropped_rows.where(!row_keep(dropped_rows));
-    out(dropped_rows.x, dropped_rows.y, dropped_rows.z) =
-        dropped_value(dtype, x_at(dropped_rows.x, dropped_rows.y, dropped_rows.z), *multiply);
+    out(rows.x, rows.z, rows.w) =
+        select(rows.y == 1, kept_value(dtype, xv, scale()), dropped_value(dtype, xv, *multiply));
   }
 
   void schedule_rows(Func out, int vec, Expr dense) {
+    // Tasks of up to kMaxRowsPerTask rows of one d2 slice; their keep bits are drawn
+    // together (vectorized) into a stack buffer at the start of the task.
     const Expr row_len = max(1, (*x).dim(0).extent());
-    const Expr rows_per_task = max(1, task_elems / row_len);
-    const Expr y_dense = out.output_buffer().dim(0).stride() == 1;
-    for (int u = 0; u < 2; u++) {
-      const RDom &r = u == 0 ? kept_rows : dropped_rows;
-      RVar rows("rows");
-      Stage s = out.update(u);
-      s.fuse(r.y, r.z, rows).parallel(rows, rows_per_task, TailStrategy::GuardWithIf);
-      if (u == 1) {
-        // Exact-zero mode: dropped rows are a plain fill; x is never read.
-        s.specialize(!*multiply).specialize(y_dense).vectorize(r.x, vec, TailStrategy::Predicate);
-      }
-      s.specialize(dense).vectorize(r.x, vec, TailStrategy::Predicate);
-    }
+    const Expr rows_per_task = clamp(task_elems / row_len, 1, kMaxRowsPerTask);
+    RVar r1o("r1o"), r1i("r1i"), task("task");
+    Stage s = out.update(0);
+    s.split(rows.z, r1o, r1i, rows_per_task, TailStrategy::GuardWithIf)
+        .fuse(r1o, rows.w, task)
+        .parallel(task)
+        .unroll(rows.y);
+    keep_row.compute_at(out, task)
+        .bound_storage(d1, kMaxRowsPerTask)
+        .bound_storage(d2, 1)
+        .store_in(MemoryType::Stack)
+        .vectorize(d1, natural_vector(), TailStrategy::GuardWithIf);
+    // Exact-zero mode: the dropped loop is a plain fill; x is never read there.
+    s.specialize(!*multiply).specialize(dense).vectorize(rows.x, vec, TailStrategy::Predicate);
+    s.specialize(dense).vectorize(rows.x, vec, TailStrategy::Predicate);
   }
 
   void schedule_channels_last(Func out, int vec, Expr dense) {
-    // Tasks over (spatial chunk, sample); within a task, channel blocks outside, spatial
-    // positions, then channels (vectorized). The keep bits of a channel block are drawn once
-    // per task into a fixed-size stack buffer.
-    Var d0o("d0o"), d0i("d0i"), d1o("d1o"), d1i("d1i"), task("task");
+    // Tasks over (spatial chunk, sample); within a task, spatial positions, then channels
+    // (vectorized). The keep bits of the task's channels are drawn once per task into a
+    // stack buffer: the runtime never passes more than channel_block channels (d0).
+    Var d1o("d1o"), d1i("d1i"), task("task");
     const Expr row_len = max(1, (*x).dim(0).extent());
     const Expr spatial_per_task = max(1, task_elems / row_len);
     out.split(d1, d1o, d1i, spatial_per_task, TailStrategy::GuardWithIf)
-        .split(d0, d0o, d0i, channel_block, TailStrategy::GuardWithIf)
-        .reorder(d0i, d1i, d0o, d1o, d2)
         .fuse(d1o, d2, task)
         .parallel(task);
-    out.specialize(dense).vectorize(d0i, vec, TailStrategy::Predicate);
-    keep_cl.compute_at(out, d0o)
+    out.specialize(dense).vectorize(d0, vec, TailStrategy::Predicate);
+    keep_cl.compute_at(out, task)
         .bound_storage(d0, channel_block)
         .store_in(MemoryType::Stack)
         .vectorize(d0, natural_vector(), TailStrategy::GuardWithIf);

@@ -2,8 +2,16 @@
 # Installs what sdrop needs to build and test, idempotently:
 #   - Debian packages (apt-get), only those missing;
 #   - a project-local .venv with Halide 21.0.0, CMake >= 3.28 and Ninja from PyPI.
+#   setup.sh --bench   also what the benchmarks need (libtorch-dev, matplotlib).
 # Fails loudly: any step that fails stops the script with a message.
 set -euo pipefail
+want_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) want_bench=1 ;;
+    *) echo "[setup] unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
@@ -17,6 +25,7 @@ apt_pkgs=(
   pocl-opencl-icd ocl-icd-opencl-dev opencl-headers
   python3-venv
 )
+((want_bench)) && apt_pkgs+=(libtorch-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -49,6 +58,10 @@ if [ "$have_halide" != "$want_halide" ] \
   "$venv/bin/python" -m pip install -q --upgrade pip || die "pip upgrade failed"
   "$venv/bin/python" -m pip install -q "halide==$want_halide" "cmake>=3.28,<4.2" "ninja" \
     || die "pip install halide==$want_halide cmake ninja failed"
+fi
+if ((want_bench)) && ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+  say "installing matplotlib into .venv (benchmark plots)"
+  "$venv/bin/python" -m pip install -q matplotlib || die "pip install matplotlib failed"
 fi
 "$venv/bin/cmake" --version >/dev/null || die ".venv/bin/cmake does not run"
 "$venv/bin/python" -c 'import halide; print(halide.install_dir())' >/dev/null \

@@ -25,7 +25,8 @@ int64_t max_stride(const Axis& a) {
 }  // namespace
 
 Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
-               const int64_t* ks, uint32_t mask_axes, int64_t span_limit) {
+               const int64_t* ks, uint32_t mask_axes, int64_t span_limit,
+               int64_t channel_block) {
   Plan p;
   // Mask index strides: row-major over the noise shape.
   int64_t ms[kMaxDims] = {};
@@ -85,6 +86,7 @@ Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const i
   // The innermost (up to) three axes go to the kernel; cut them down until their offsets
   // fit in 32 bits: chunk the outermost kernel dim, or hand it to the outer loops.
   int h = std::min(nm, 3);
+  int64_t span_chunk = 0;
   for (;;) {
     const Axis* kern = merged + (nm - h);
     if (h == 0 || span(kern, h) <= span_limit) break;
@@ -94,35 +96,33 @@ Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const i
     if (rest <= span_limit && stride <= span_limit) {
       const int64_t c = stride == 0 ? top.extent : (span_limit - rest) / stride + 1;
       if (c >= 2 || h == 1) {
-        // Chunk `top`: an outer loop over chunks of c, the kernel sees extent <= c.
-        p.chunk = std::min(c, top.extent);
-        p.chunk_total = top.extent;
+        span_chunk = std::min(c, top.extent);
         break;
       }
     }
     h--;
   }
-  // Outer loops, outermost first.
   const int first_kernel = nm - h;
-  for (int i = 0; i < first_kernel; i++) p.outer[p.n_outer++] = merged[i];
-  if (p.chunk > 0) {
-    const Axis& top = merged[first_kernel];
-    Axis loop = top;
-    loop.extent = (top.extent + p.chunk - 1) / p.chunk;
-    loop.xs *= p.chunk;
-    loop.ys *= p.chunk;
-    loop.ks *= p.chunk;
-    loop.ms *= p.chunk;
-    p.chunk_loop = p.n_outer;
-    p.chunk_dim = h - 1;
-    p.outer[p.n_outer++] = loop;
-  }
-  for (int d = 0; d < h; d++) {
-    p.inner[d] = merged[nm - 1 - d];
-    if (d == p.chunk_dim) p.inner[d].extent = p.chunk;
-  }
-  // Kernel strides must fit int32 even on padded dims.
-  for (int d = h; d < 3; d++) p.inner[d] = Axis{};
+  for (int i = 0; i < first_kernel; i++) p.outer[p.n_outer++].step = merged[i];
+  for (int d = 0; d < h; d++) p.inner[d] = merged[nm - 1 - d];
+  for (int d = h; d < 3; d++) p.inner[d] = Axis{};  // padding dims: extent 1, strides 0
+
+  // Cut kernel dim d into chunks of c with a loop around the call.
+  auto chunk = [&p](int d, int64_t c) {
+    Loop l;
+    l.step = p.inner[d];
+    l.step.extent = (p.inner[d].extent + c - 1) / c;
+    l.step.xs *= c;
+    l.step.ys *= c;
+    l.step.ks *= c;
+    l.step.ms *= c;
+    l.chunk_dim = d;
+    l.chunk = c;
+    l.total = p.inner[d].extent;
+    p.inner[d].extent = c;
+    p.outer[p.n_outer++] = l;
+  };
+  if (span_chunk > 0) chunk(h - 1, span_chunk);
 
   if (op != Op::dropout) {
     p.shape = Shape::elementwise;
@@ -130,6 +130,7 @@ Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const i
     p.shape = Shape::rows;
   } else if (p.inner[1].extent > 1 && p.inner[1].ms == 0) {
     p.shape = Shape::channels_last;
+    if (p.inner[0].extent > channel_block) chunk(0, channel_block);
   } else {
     p.shape = Shape::elementwise;
   }

@@ -23,25 +23,34 @@ struct Axis {
   int64_t ms = 0;                  // stride of the mask index m
 };
 
+// A loop the runtime runs around the kernel call. It either walks an axis the kernel does
+// not see, or cuts kernel dim `chunk_dim` into chunks of `chunk` (the last one shorter).
+struct Loop {
+  Axis step;  // extent = iterations; strides per iteration
+  int chunk_dim = -1;
+  int64_t chunk = 0, total = 0;
+};
+
 struct Plan {
   Shape shape = Shape::elementwise;
-  Axis inner[3];                   // kernel dims d0 (innermost), d1, d2
-  Axis outer[kMaxDims + 1];        // looped here, outermost first
+  Axis inner[3];  // kernel dims d0 (innermost), d1, d2
+  Loop outer[kMaxDims + 2];  // outermost first
   int n_outer = 0;
-  // One kernel dim may be cut into chunks: outer[chunk_loop] steps over them; the last
-  // chunk is shorter.
-  int chunk_loop = -1, chunk_dim = -1;
-  int64_t chunk = 0, chunk_total = 0;
   int64_t x0 = 0, y0 = 0, k0 = 0, m0 = 0;  // element offsets / mask index of index 0
 };
 
 // Largest element offset a kernel call may reach (Halide buffers index with int32).
 constexpr int64_t kKernelSpanLimit = (int64_t(1) << 31) - 1 - 4096;
 
+// Most channels a channels_last kernel call takes (its keep bits live on the stack);
+// the generator is built with the same value.
+constexpr int64_t kChannelBlock = SDROP_CHANNEL_BLOCK;
+
 // shape: the tensors' common shape; xs/ys/ks: their element strides (ks may be null, xs too
-// for Op::mask); mask_axes as in sdrop_params. span_limit is a parameter for tests.
+// for Op::mask); mask_axes as in sdrop_params. The limits are parameters for tests.
 Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
-               const int64_t* ks, uint32_t mask_axes, int64_t span_limit = kKernelSpanLimit);
+               const int64_t* ks, uint32_t mask_axes, int64_t span_limit = kKernelSpanLimit,
+               int64_t channel_block = kChannelBlock);
 
 // One kernel call: offsets of element (0,0,0) and the kernel dims' extents.
 struct Call {
@@ -53,24 +62,24 @@ struct Call {
 // nonzero return and returns it.
 template <typename Fn>
 int for_each_call(const Plan& p, Fn&& fn) {
-  int64_t idx[kMaxDims + 1] = {};
+  int64_t idx[kMaxDims + 2] = {};
   for (;;) {
     Call c{p.x0, p.y0, p.k0, p.m0, {p.inner[0].extent, p.inner[1].extent, p.inner[2].extent}};
     for (int i = 0; i < p.n_outer; i++) {
-      c.x0 += idx[i] * p.outer[i].xs;
-      c.y0 += idx[i] * p.outer[i].ys;
-      c.k0 += idx[i] * p.outer[i].ks;
-      c.m0 += idx[i] * p.outer[i].ms;
-    }
-    if (p.chunk_loop >= 0) {
-      const int64_t done = idx[p.chunk_loop] * p.chunk;
-      const int64_t left = p.chunk_total - done;
-      c.extent[p.chunk_dim] = left < p.chunk ? left : p.chunk;
+      const Loop& l = p.outer[i];
+      c.x0 += idx[i] * l.step.xs;
+      c.y0 += idx[i] * l.step.ys;
+      c.k0 += idx[i] * l.step.ks;
+      c.m0 += idx[i] * l.step.ms;
+      if (l.chunk_dim >= 0) {
+        const int64_t left = l.total - idx[i] * l.chunk;
+        c.extent[l.chunk_dim] = left < l.chunk ? left : l.chunk;
+      }
     }
     if (int r = fn(static_cast<const Call&>(c))) return r;
     int i = p.n_outer - 1;
     for (; i >= 0; i--) {
-      if (++idx[i] < p.outer[i].extent) break;
+      if (++idx[i] < p.outer[i].step.extent) break;
       idx[i] = 0;
     }
     if (i < 0) return 0;
