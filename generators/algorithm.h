@@ -100,6 +100,33 @@ inline Expr f32_to_bf16_bits(Expr f) {
   return cast<uint16_t>(select(is_nan, (u >> 16) | u32(0x40u), rounded));
 }
 
+// float32 -> float16 bits, round to nearest even, subnormals kept, NaN kept a quiet NaN,
+// in integer arithmetic: for targets without a hardware conversion (Halide's software
+// narrowing on SSE4.1 turns NaN into Inf).
+inline Expr f32_to_f16_bits(Expr f) {
+  Expr u = reinterpret<uint32_t>(f);
+  Expr sign = (u >> 16) & u32(0x8000u);
+  Expr a = u & u32(0x7fffffffu);
+  Expr nan = sign | u32(0x7e00u) | ((a >> 13) & u32(0x3ffu));
+  Expr inf = sign | u32(0x7c00u);
+  // Normal range: rebias the exponent (127 -> 15), round the 13 dropped bits.
+  Expr r = a - u32(0x38000000u);
+  Expr normal = sign | ((r + (u32(0xfffu) + ((r >> 13) & u32(1)))) >> 13);
+  // Subnormal range: the 24-bit significand shifted right by 126 - exponent, rounded.
+  Expr e = cast<int32_t>(a >> 23);
+  Expr shift = cast<uint32_t>(clamp(126 - e, 14, 25));
+  Expr m = (a & u32(0x7fffffu)) | u32(0x800000u);
+  Expr q = m >> shift;
+  Expr rem = m & ((u32(1) << shift) - u32(1));
+  Expr half = u32(1) << (shift - u32(1));
+  Expr up = rem > half || (rem == half && (q & u32(1)) == u32(1));
+  Expr sub = sign | (q + select(up, u32(1), u32(0)));
+  Expr bits = select(a > u32(0x7f800000u), nan,
+                     a >= u32(0x477ff000u), inf,
+                     a >= u32(0x38800000u), normal, sub);
+  return cast<uint16_t>(bits);
+}
+
 inline Expr to_compute(DType t, Expr stored) {
   switch (t) {
     case DType::f16: return cast<float>(stored);
@@ -110,9 +137,11 @@ inline Expr to_compute(DType t, Expr stored) {
   return Expr();
 }
 
-inline Expr from_compute(DType t, Expr v) {
+// hw_f16: the target converts float32 -> float16 in hardware (F16C, GPUs).
+inline Expr from_compute(DType t, Expr v, bool hw_f16) {
   switch (t) {
-    case DType::f16: return cast(Float(16), v);  // IEEE round-to-nearest-even
+    case DType::f16:  // IEEE round-to-nearest-even either way
+      return hw_f16 ? cast(Float(16), v) : reinterpret(Float(16), f32_to_f16_bits(v));
     case DType::bf16: return f32_to_bf16_bits(v);
     case DType::f32: return v;
     case DType::f64: return v;
@@ -123,16 +152,16 @@ inline Expr from_compute(DType t, Expr v) {
 // SPEC §3: kept -> x * s; dropped -> +0.0, or x * 0 with SDROP_FLAG_MULTIPLY (PyTorch).
 // `scale` is s in the compute type (float, or double for f64), rounded on the host.
 // strict_float keeps the simplifier and LLVM from folding x * 0 or contracting anything.
-inline Expr kept_value(DType t, Expr x, Expr scale) {
-  return from_compute(t, strict_float(to_compute(t, x) * scale));
+inline Expr kept_value(DType t, Expr x, Expr scale, bool hw_f16) {
+  return from_compute(t, strict_float(to_compute(t, x) * scale), hw_f16);
 }
-inline Expr dropped_value(DType t, Expr x, Expr multiply) {
+inline Expr dropped_value(DType t, Expr x, Expr multiply, bool hw_f16) {
   Expr xc = to_compute(t, x);
-  Expr times_zero = from_compute(t, strict_float(xc * Internal::make_zero(xc.type())));
+  Expr times_zero = from_compute(t, strict_float(xc * Internal::make_zero(xc.type())), hw_f16);
   return select(multiply, times_zero, Internal::make_zero(storage_type(t)));
 }
-inline Expr dropout_value(DType t, Expr x, Expr keep, Expr scale, Expr multiply) {
-  return select(keep, kept_value(t, x, scale), dropped_value(t, x, multiply));
+inline Expr dropout_value(DType t, Expr x, Expr keep, Expr scale, Expr multiply, bool hw_f16) {
+  return select(keep, kept_value(t, x, scale, hw_f16), dropped_value(t, x, multiply, hw_f16));
 }
 
 }  // namespace sdrop::gen

@@ -144,7 +144,13 @@ class SdropGenerator : public Generator<SdropGenerator> {
   }
   Expr x_at(Expr i0, Expr i1, Expr i2) { return (*x)(i0, i1, i2); }
   Expr scale() const { return dtype == DType::f64 ? Expr(*scale_f64) : Expr(*scale_f32); }
-  Expr value(Expr xv, Expr keep) { return dropout_value(dtype, xv, keep, scale(), *multiply); }
+  Expr value(Expr xv, Expr keep) {
+    return dropout_value(dtype, xv, keep, scale(), *multiply, hw_f16());
+  }
+  bool hw_f16() const {
+    const Target t = get_target();
+    return t.has_gpu_feature() || t.arch != Target::X86 || t.has_feature(Target::F16C);
+  }
 
   // rows: one keep bit per row (d1, d2). The update runs over (x, kind, row) where `kind`
   // (0 = dropped, 1 = kept) is restricted by RDom::where to the row's keep bit and unrolled,
@@ -158,7 +164,8 @@ class SdropGenerator : public Generator<SdropGenerator> {
     const Expr xv = x_at(rows.x, rows.z, rows.w);
     out(d0, d1, d2) = undef(storage_type(dtype));
     out(rows.x, rows.z, rows.w) =
-        select(rows.y == 1, kept_value(dtype, xv, scale()), dropped_value(dtype, xv, *multiply));
+        select(rows.y == 1, kept_value(dtype, xv, scale(), hw_f16()),
+               dropped_value(dtype, xv, *multiply, hw_f16()));
   }
 
   void schedule_rows(Func out, int vec, Expr dense) {

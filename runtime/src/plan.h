@@ -39,8 +39,10 @@ struct Plan {
   int64_t x0 = 0, y0 = 0, k0 = 0, m0 = 0;  // element offsets / mask index of index 0
 };
 
-// Largest element offset a kernel call may reach (Halide buffers index with int32).
-constexpr int64_t kKernelSpanLimit = (int64_t(1) << 31) - 1 - 4096;
+// Largest element offset or extent a kernel call may reach. Halide buffers index with
+// int32, and the generated loops compute things like extent + split factor in int32 too,
+// so stay well clear of 2^31 (a 2^31 - 4096 chunk overflowed a loop bound and was skipped).
+constexpr int64_t kKernelSpanLimit = int64_t(1) << 30;
 
 // Most channels a channels_last kernel call takes (its keep bits live on the stack);
 // the generator is built with the same value.
