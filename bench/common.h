@@ -1,0 +1,138 @@
+// Shared pieces of sdrop_bench: configuration, the thread pool that runs the references and
+// first-touches memory, the benchmark cases and the buffers they all use. Deliberately free of
+// sdrop.h and torch headers, so each translation unit includes only what it needs.
+#ifndef SDROP_BENCH_COMMON_H_
+#define SDROP_BENCH_COMMON_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+namespace sdb {
+
+struct Config {
+  int threads = 0;         // the count actually used by sdrop, the references and libtorch
+  bool full = false;       // the whole SPEC section 7 matrix instead of the report subset
+  int reps = 5;            // repetitions; medians are reported
+  double min_time = 0.2;   // seconds per repetition
+  double warmup = 0.1;     // seconds of warm-up before the first repetition
+  bool thp = false;        // madvise(MADV_HUGEPAGE) on the benchmark buffers
+  bool torch = true;       // libtorch peer benchmarks (when built with libtorch)
+};
+const Config& config();
+
+// ---- a small fork-join pool: the caller is thread 0, workers spin briefly, then block ------
+class Pool {
+ public:
+  explicit Pool(int nthreads);
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+  int size() const { return n_; }
+  // Runs f(tid, nt) for tid in [0, nt) on the first nt threads of the pool (nt = size() by
+  // default, clamped to [1, size()]) and returns when all are done.
+  template <class F>
+  void run(F&& f, int nt = 0) {
+    using Fn = std::remove_reference_t<F>;
+    run_raw([](void* c, int t, int n) { (*static_cast<Fn*>(c))(t, n); },
+            const_cast<void*>(static_cast<const void*>(&f)), nt);
+  }
+
+ private:
+  void run_raw(void (*fn)(void*, int, int), void* ctx, int nt);
+  void worker(int tid);
+  int n_;
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<uint64_t> gen_{0};
+  std::atomic<int> pending_{0};
+  void (*fn_)(void*, int, int) = nullptr;
+  void* ctx_ = nullptr;
+  int nt_ = 1;
+  std::atomic<bool> stop_{false};
+};
+Pool& pool();  // config().threads threads
+
+// [begin, end) of thread t's share of n items, boundaries multiples of `align` items.
+inline void chunk(size_t n, int t, int nt, size_t align, size_t* b, size_t* e) {
+  auto at = [&](int k) -> size_t {
+    if (k <= 0) return 0;
+    if (k >= nt) return n;
+    size_t v = (size_t)((unsigned __int128)n * (unsigned)k / (unsigned)nt);
+    return v / align * align;
+  };
+  *b = at(t);
+  *e = at(t + 1);
+}
+
+// ---- cases ---------------------------------------------------------------------------------
+enum class DType { f32, f16, bf16, f64 };
+inline int dtype_size(DType d) { return d == DType::f64 ? 8 : d == DType::f32 ? 4 : 2; }
+inline const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::f32: return "f32";
+    case DType::f16: return "f16";
+    case DType::bf16: return "bf16";
+    default: return "f64";
+  }
+}
+
+struct Size {
+  const char* name;
+  int64_t n, c, h, w;
+  int64_t numel() const { return n * c * h * w; }
+};
+extern const Size kSizes[3];  // tiny 1x16x8x8, cache 32x64x16x16, large 32x64x112x112
+
+struct Case {
+  const Size* size = nullptr;
+  DType dtype = DType::f32;
+  bool nhwc = false;      // channels last: memory [N,H,W,C]
+  double p = 0.5;
+  bool multiply = false;  // SDROP_FLAG_MULTIPLY (libtorch always multiplies)
+  bool inplace = false;
+  bool backward = false;
+  int isa = 0;            // 0: not forced; else an sdrop_cpu_isa value to cap at
+  const char* isa_name = nullptr;
+  int64_t numel() const { return size->numel(); }
+  int64_t bytes_moved() const { return 2 * numel() * dtype_size(dtype); }
+};
+// "<impl>/<op>/<dtype>/<layout>/<size>/p<p>/<mode>/<place>[/isa=<name>]"
+std::string case_name(const char* impl, const Case& c);
+
+// ---- buffers ----------------------------------------------------------------------------------
+// Two buffers shared by every benchmark, allocated once at the largest size registered and
+// first-touched in parallel by the pool: A is the input (never written by a timed loop), B the
+// output and the in-place operand.
+void reserve_buffers(size_t bytes);  // at registration
+void* buf_a();
+void* buf_b();
+// Makes A hold numel well-defined values of dtype (1 + (i % 1000)/1000): skipped if it does.
+void fill_input(DType d, int64_t numel);
+// B[0:bytes) = A[0:bytes), in parallel (outside timed loops: the in-place operand).
+void copy_a_to_b(size_t bytes);
+
+// ---- references (refs.cpp) --------------------------------------------------------------------
+// The references use the benchmark's thread count, but no more than one thread per
+// kRefGrainBytes of output (as libtorch's grain of 32768 elements): forking threads for a 4 KiB
+// tensor would make the "limit" slower than a plain loop.
+constexpr size_t kRefGrainBytes = 128 * 1024;
+int ref_threads(size_t output_bytes);
+// Element width w in bytes: 4 (float), 8 (double); 2 runs the float kernels over the same bytes.
+void ref_scale(void* b, const void* c, size_t bytes, int w, double q);  // b = q * c
+void ref_scale_inplace(void* b, size_t bytes, int w, double q);         // b = q * b
+void ref_zero(void* b, size_t bytes, int w);                            // b = 0
+void ref_ntcopy(void* b, const void* c, size_t bytes);                  // streaming stores
+const char* ref_ntcopy_isa();                                           // "avx" or "sse2"
+const char* ref_clone_isa();  // which target_clones variant the scale kernel resolves to
+
+}  // namespace sdb
+
+#endif  // SDROP_BENCH_COMMON_H_

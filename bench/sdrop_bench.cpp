@@ -1,0 +1,398 @@
+// sdrop_bench: sdrop against the memory-bound references of SPEC section 7 and libtorch's
+// dropout2d, all in one process and one run, on the same first-touched buffers and with the same
+// thread count.
+//
+// Own flags (the rest goes to Google Benchmark, e.g. --benchmark_filter=...):
+//   --full            the whole matrix (every size, layout, p, dtype, mode, place, direction)
+//                     instead of the ~5 minute report subset
+//   --threads=N       threads for sdrop, the references and libtorch (default: env
+//                     SDROP_BENCH_THREADS, else sdrop's default = all cores)
+//   --reps=N          repetitions (default 5; medians are reported)
+//   --min_time=S      seconds per repetition (default 0.2)
+//   --warmup=S        warm-up seconds before the first repetition (default 0.1)
+//   --thp             madvise(MADV_HUGEPAGE) on the buffers (default: the system's policy)
+//   --no_torch        leave out the libtorch peer
+//
+// Benchmark names ("/"-separated, parsed by report.py):
+//   sdrop/<fwd|bwd>/<dtype>/<nchw|nhwc>/<size>/p<p>/<zero|mul>/<oop|inplace>[/isa=<isa>]
+//   torch/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/mul/<oop|inplace>
+//   ref/<scale|scale_inplace|zero|ntcopy|memcpy_1t>/<f32|f64|16bit>/<size>
+// Bytes processed: 2 * numel * sizeof(dtype) for dropout and the scales and copies, numel *
+// sizeof(dtype) for the zero fill.
+#include <benchmark/benchmark.h>
+#include <sdrop/sdrop.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "torch_peer.h"
+
+namespace sdb {
+
+namespace {
+Config g_config;
+}
+const Config& config() { return g_config; }
+
+namespace {
+
+DLDataType dl_dtype(DType d) {
+  switch (d) {
+    case DType::f32: return DLDataType{kDLFloat, 32, 1};
+    case DType::f64: return DLDataType{kDLFloat, 64, 1};
+    case DType::f16: return DLDataType{kDLFloat, 16, 1};
+    default: return DLDataType{kDLBfloat, 16, 1};
+  }
+}
+
+const char* status_name(sdrop_status s) {
+  switch (s) {
+    case SDROP_OK: return "OK";
+    case SDROP_ERROR_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case SDROP_ERROR_UNSUPPORTED: return "UNSUPPORTED";
+    case SDROP_ERROR_BACKEND_UNAVAILABLE: return "BACKEND_UNAVAILABLE";
+    case SDROP_ERROR_OUT_OF_MEMORY: return "OUT_OF_MEMORY";
+    default: return "INTERNAL";
+  }
+}
+
+void apply_common(benchmark::internal::Benchmark* b) {
+  const Config& cfg = config();
+  b->UseRealTime()
+      ->Unit(benchmark::kMicrosecond)
+      ->MinTime(cfg.min_time)
+      ->MinWarmUpTime(cfg.warmup)
+      ->Repetitions(cfg.reps)
+      ->ReportAggregatesOnly(true);
+}
+
+// ---- sdrop ------------------------------------------------------------------------------------
+void bm_sdrop(benchmark::State& st, const Case& c) {
+  const int64_t numel = c.numel();
+  const size_t bytes = size_t(numel) * dtype_size(c.dtype);
+  fill_input(c.dtype, numel);
+  void* xdata = buf_a();
+  void* ydata = buf_b();
+  if (c.inplace) {
+    copy_a_to_b(bytes);
+    xdata = ydata;
+  }
+  const Size& s = *c.size;
+  int64_t shape[4] = {s.n, s.c, s.h, s.w};
+  if (c.nhwc) {
+    shape[1] = s.h;
+    shape[2] = s.w;
+    shape[3] = s.c;
+  }
+  DLTensor x{};
+  x.data = xdata;
+  x.device = DLDevice{kDLCPU, 0};
+  x.ndim = 4;
+  x.dtype = dl_dtype(c.dtype);
+  x.shape = shape;
+  x.strides = nullptr;
+  x.byte_offset = 0;
+  DLTensor y = x;
+  y.data = ydata;
+
+  sdrop_params prm{};
+  prm.p = c.p;
+  prm.seed = 0x5d509ull;
+  prm.offset = 0;
+  prm.mask_axes = sdrop_spatial_axes(4, c.nhwc ? SDROP_CHANNELS_LAST : SDROP_CHANNELS_FIRST);
+  prm.flags = c.multiply ? SDROP_FLAG_MULTIPLY : 0u;
+
+  if (c.isa) {
+    sdrop_status r = sdrop_set_max_cpu_isa(static_cast<sdrop_cpu_isa>(c.isa));
+    if (r != SDROP_OK) {
+      st.SkipWithError((std::string("sdrop_set_max_cpu_isa: ") + sdrop_last_error()).c_str());
+      return;
+    }
+  }
+  const std::string isa_used = sdrop_cpu_isa_name(sdrop_get_cpu_isa());
+  for (auto _ : st) {
+    ++prm.offset;  // a new mask every call, as in training
+    sdrop_status r =
+        c.backward ? sdrop_backward(&prm, &x, &y) : sdrop_forward(&prm, &x, &y);
+    if (r != SDROP_OK) {
+      st.SkipWithError((std::string(c.backward ? "sdrop_backward: " : "sdrop_forward: ") +
+                        status_name(r) + ": " + sdrop_last_error())
+                           .c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(y.data);
+    benchmark::ClobberMemory();
+  }
+  if (c.isa) sdrop_set_max_cpu_isa(SDROP_CPU_ISA_ALL);
+  st.SetBytesProcessed(int64_t(st.iterations()) * c.bytes_moved());
+  st.SetLabel("isa=" + isa_used);
+}
+
+// ---- references -------------------------------------------------------------------------------
+enum class Ref { scale, scale_inplace, zero, ntcopy, memcpy_1t };
+const char* ref_name(Ref r) {
+  switch (r) {
+    case Ref::scale: return "scale";
+    case Ref::scale_inplace: return "scale_inplace";
+    case Ref::zero: return "zero";
+    case Ref::ntcopy: return "ntcopy";
+    default: return "memcpy_1t";
+  }
+}
+const char* width_name(int w) { return w == 8 ? "f64" : w == 4 ? "f32" : "16bit"; }
+
+void bm_ref(benchmark::State& st, Ref r, const Size* size, int w) {
+  const size_t bytes = size_t(size->numel()) * size_t(w);
+  void* a = buf_a();
+  void* b = buf_b();
+  fill_input(w == 8 ? DType::f64 : DType::f32, int64_t(bytes / (w == 8 ? 8 : 4)));
+  if (r == Ref::scale_inplace) copy_a_to_b(bytes);
+  // q and 1/q alternate in place, so the data neither overflows nor turns denormal.
+  const double q = 2.0;
+  int64_t k = 0;
+  for (auto _ : st) {
+    switch (r) {
+      case Ref::scale: ref_scale(b, a, bytes, w, q); break;
+      case Ref::scale_inplace: ref_scale_inplace(b, bytes, w, (k++ & 1) ? 1.0 / q : q); break;
+      case Ref::zero: ref_zero(b, bytes, w); break;
+      case Ref::ntcopy: ref_ntcopy(b, a, bytes); break;
+      case Ref::memcpy_1t: std::memcpy(b, a, bytes); break;
+    }
+    benchmark::DoNotOptimize(b);
+    benchmark::ClobberMemory();
+  }
+  const int64_t moved = r == Ref::zero ? int64_t(bytes) : 2 * int64_t(bytes);
+  st.SetBytesProcessed(int64_t(st.iterations()) * moved);
+  if (r == Ref::ntcopy)
+    st.SetLabel(std::string("stream=") + ref_ntcopy_isa() +
+                " threads=" + std::to_string(ref_threads(bytes)));
+  else if (r == Ref::memcpy_1t) st.SetLabel("threads=1");
+  else
+    st.SetLabel(std::string("clone=") + ref_clone_isa() +
+                " threads=" + std::to_string(ref_threads(bytes)));
+}
+
+// ---- registration -----------------------------------------------------------------------------
+struct Registry {
+  std::vector<std::string> seen;
+  bool have(const std::string& n) {
+    for (auto& s : seen)
+      if (s == n) return true;
+    seen.push_back(n);
+    return false;
+  }
+};
+Registry g_reg;
+
+void add_ref(Ref r, const Size* s, int w) {
+  std::string name = std::string("ref/") + ref_name(r) + "/" + width_name(w) + "/" + s->name;
+  if (g_reg.have(name)) return;
+  reserve_buffers(size_t(s->numel()) * size_t(w));
+  apply_common(benchmark::RegisterBenchmark(
+      name.c_str(), [r, s, w](benchmark::State& st) { bm_ref(st, r, s, w); }));
+}
+
+void add_refs(const Size* s, int w) {
+  for (Ref r : {Ref::scale, Ref::scale_inplace, Ref::zero, Ref::ntcopy, Ref::memcpy_1t})
+    add_ref(r, s, w);
+}
+
+void add_sdrop(const Case& c) {
+  std::string name = case_name("sdrop", c);
+  if (g_reg.have(name)) return;
+  reserve_buffers(size_t(c.numel()) * dtype_size(c.dtype));
+  apply_common(benchmark::RegisterBenchmark(
+      name.c_str(), [c](benchmark::State& st) { bm_sdrop(st, c); }));
+}
+
+void add_torch(Case c) {
+  if (!config().torch) return;
+  c.multiply = true;  // dropout2d computes x * (mask / (1 - p))
+  c.backward = false;
+  c.isa = 0;
+  c.isa_name = nullptr;
+  std::string why;
+  if (!torch_supports(c.dtype, &why)) return;
+  std::string name = case_name("torch", c);
+  if (g_reg.have(name)) return;
+  reserve_buffers(size_t(c.numel()) * dtype_size(c.dtype));
+  apply_common(benchmark::RegisterBenchmark(
+      name.c_str(), [c](benchmark::State& st) { bm_torch(st, c); }));
+}
+
+void register_all() {
+  const bool full = config().full;
+  const double ps[3] = {0.1, 0.5, 0.9};
+  const DType dtypes[4] = {DType::f32, DType::f16, DType::bf16, DType::f64};
+  const Size* large = &kSizes[2];
+
+  if (config().torch) {
+    std::string skipped;
+    for (DType d : dtypes) {
+      std::string why;
+      if (!torch_supports(d, &why)) {
+        std::fprintf(stderr, "sdrop_bench: libtorch dropout2d on %s left out: %s\n",
+                     dtype_name(d), why.c_str());
+        skipped += std::string(skipped.empty() ? "" : "; ") + dtype_name(d) + ": " + why;
+      }
+    }
+    if (!skipped.empty()) benchmark::AddCustomContext("torch_skipped", skipped);
+  }
+
+  for (const Size& size : kSizes) {
+    const bool is_large = &size == large;
+    // References for this size: f32 always; the other widths where their dtypes run.
+    add_refs(&size, 4);
+    if (full || is_large) {
+      add_refs(&size, 2);
+      add_refs(&size, 8);
+    }
+    for (DType d : dtypes) {
+      for (bool nhwc : {false, true}) {
+        for (double p : ps) {
+          for (bool mul : {false, true}) {
+            for (bool inplace : {false, true}) {
+              for (bool bwd : {false, true}) {
+                Case c;
+                c.size = &size;
+                c.dtype = d;
+                c.nhwc = nhwc;
+                c.p = p;
+                c.multiply = mul;
+                c.inplace = inplace;
+                c.backward = bwd;
+                bool take = full;
+                if (!take && !bwd && d == DType::f32) take = true;  // f32 forward: everything
+                if (!take && !bwd && is_large && !nhwc && p == 0.5)  // other dtypes: large
+                  take = true;
+                if (!take && bwd && d == DType::f32 && is_large && !nhwc &&
+                    (!inplace || p == 0.5))  // backward: large NCHW f32
+                  take = true;
+                if (take) add_sdrop(c);
+              }
+            }
+          }
+        }
+      }
+    }
+    // Every CPU ISA variant up to the host's, forced, on the large f32 NCHW p = 0.5 case.
+    if (is_large) {
+      const int host = sdrop_get_host_cpu_isa();
+      for (int isa : {int(SDROP_CPU_ISA_SSE41), int(SDROP_CPU_ISA_AVX2),
+                      int(SDROP_CPU_ISA_AVX512)}) {
+        if (isa > host) continue;
+        for (bool mul : {false, true}) {
+          Case c;
+          c.size = &size;
+          c.p = 0.5;
+          c.multiply = mul;
+          c.isa = isa;
+          c.isa_name = sdrop_cpu_isa_name(static_cast<sdrop_cpu_isa>(isa));
+          add_sdrop(c);
+        }
+      }
+    }
+    // libtorch dropout2d: out of place, in place, channels-first and channels-last input.
+    for (DType d : dtypes) {
+      for (bool nhwc : {false, true}) {
+        for (double p : ps) {
+          for (bool inplace : {false, true}) {
+            Case c;
+            c.size = &size;
+            c.dtype = d;
+            c.nhwc = nhwc;
+            c.p = p;
+            c.inplace = inplace;
+            bool take = full || d == DType::f32 || (is_large && !nhwc && p == 0.5);
+            if (take) add_torch(c);
+          }
+        }
+      }
+    }
+  }
+}
+
+bool flag_value(const char* arg, const char* name, const char** value) {
+  size_t n = std::strlen(name);
+  if (std::strncmp(arg, name, n) != 0) return false;
+  if (arg[n] == '=') {
+    *value = arg + n + 1;
+    return true;
+  }
+  if (arg[n] == '\0') {
+    *value = nullptr;
+    return true;
+  }
+  return false;
+}
+
+double to_double(const char* flag, const char* v) {
+  char* end = nullptr;
+  double d = v ? std::strtod(v, &end) : 0.0;
+  if (!v || end == v || *end) {
+    std::fprintf(stderr, "sdrop_bench: %s needs a number, got '%s'\n", flag, v ? v : "");
+    std::exit(2);
+  }
+  return d;
+}
+
+}  // namespace
+}  // namespace sdb
+
+int main(int argc, char** argv) {
+  using namespace sdb;
+  Config& cfg = g_config;
+  int threads = 0;
+  if (const char* e = std::getenv("SDROP_BENCH_THREADS")) threads = int(to_double("SDROP_BENCH_THREADS", e));
+  std::vector<char*> rest{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    const char* v = nullptr;
+    if (flag_value(argv[i], "--full", &v)) cfg.full = true;
+    else if (flag_value(argv[i], "--thp", &v)) cfg.thp = true;
+    else if (flag_value(argv[i], "--no_torch", &v)) cfg.torch = false;
+    else if (flag_value(argv[i], "--threads", &v)) threads = int(to_double("--threads", v));
+    else if (flag_value(argv[i], "--reps", &v)) cfg.reps = int(to_double("--reps", v));
+    else if (flag_value(argv[i], "--min_time", &v)) cfg.min_time = to_double("--min_time", v);
+    else if (flag_value(argv[i], "--warmup", &v)) cfg.warmup = to_double("--warmup", v);
+    else rest.push_back(argv[i]);
+  }
+  if (cfg.reps < 1) cfg.reps = 1;
+
+  // One thread count for everything: sdrop's (its default is all cores), then the same for the
+  // references' pool and for libtorch.
+  sdrop_set_num_threads(threads < 0 ? 0 : threads);
+  cfg.threads = sdrop_get_num_threads();
+  if (!kHaveTorch) cfg.torch = false;
+  if (cfg.torch) torch_init(cfg.threads);
+
+  benchmark::AddCustomContext("sdrop_version", sdrop_version());
+  benchmark::AddCustomContext("sdrop_threads", std::to_string(cfg.threads));
+  benchmark::AddCustomContext("sdrop_host_isa", sdrop_cpu_isa_name(sdrop_get_host_cpu_isa()));
+  benchmark::AddCustomContext("sdrop_isa", sdrop_cpu_isa_name(sdrop_get_cpu_isa()));
+  benchmark::AddCustomContext("bench_set", cfg.full ? "full" : "report");
+  benchmark::AddCustomContext("bench_repetitions", std::to_string(cfg.reps));
+  benchmark::AddCustomContext("bench_min_time_s", std::to_string(cfg.min_time));
+  benchmark::AddCustomContext("bench_warmup_s", std::to_string(cfg.warmup));
+  benchmark::AddCustomContext("bench_thp", cfg.thp ? "madvise" : "system default");
+  benchmark::AddCustomContext("ref_clone_isa", ref_clone_isa());
+  benchmark::AddCustomContext("ref_ntcopy_isa", ref_ntcopy_isa());
+  benchmark::AddCustomContext("torch_version", cfg.torch ? torch_version() : "not built/disabled");
+  if (cfg.torch) benchmark::AddCustomContext("torch_threads", std::to_string(torch_threads()));
+
+  register_all();
+
+  int rargc = int(rest.size());
+  rest.push_back(nullptr);
+  benchmark::Initialize(&rargc, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(rargc, rest.data())) return 2;
+  std::fprintf(stderr, "sdrop_bench: sdrop %s, %d threads, %s set, %d reps x %.2f s\n",
+               sdrop_version(), cfg.threads, cfg.full ? "full" : "report", cfg.reps,
+               cfg.min_time);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
