@@ -149,7 +149,8 @@ sdrop_status describe(const DLTensor* t, const char* name, Tensor* out) {
                   "%s.data is NULL but %s has %" PRId64 " elements", name, name, r.numel);
     }
   }
-  r.base = static_cast<char*>(t->data) + t->byte_offset;
+  // An empty tensor may have NULL data: no pointer arithmetic on it (UB, found by fuzzing).
+  r.base = t->data ? static_cast<char*>(t->data) + t->byte_offset : nullptr;
   *out = r;
   return SDROP_OK;
 }
