@@ -1,0 +1,214 @@
+import itertools
+
+import numpy as np
+import pytest
+
+import ref
+import sdrop
+
+DTYPES = [np.float32, np.float64, np.float16]
+
+
+def bits_equal(a, b):
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    assert a.shape == b.shape and a.dtype == b.dtype
+    ui = {2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize]
+    return np.array_equal(a.view(ui), b.view(ui))
+
+
+def rand(shape, dtype=np.float32, seed=0):
+    r = np.random.default_rng(seed)
+    return (r.standard_normal(shape) + 0.1).astype(dtype)
+
+
+def test_version_threads_and_library():
+    assert sdrop.version().count(".") == 2
+    assert sdrop.__version__ == sdrop.version()
+    n = sdrop.get_num_threads()
+    sdrop.set_num_threads(1)
+    assert sdrop.get_num_threads() == 1
+    sdrop.set_num_threads(0)
+    assert sdrop.get_num_threads() >= 1
+    sdrop.set_num_threads(n)
+    assert sdrop.spatial_axes(4) == 0b11
+    assert sdrop.spatial_axes(4, "channels_last") == 0b1001
+    assert sdrop.spatial_axes(1) == 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.9, 1.0])
+def test_forward_matches_reference(dtype, p):
+    x = rand((4, 16, 5, 3), dtype)
+    for seed, offset in [(0, 0), (1234, 7), (2**63 + 5, 2**40 + 3)]:
+        y = sdrop.spatial_dropout(x, p, seed=seed, offset=offset)
+        if dtype == np.float16:  # computed in float32, rounded on store
+            r = ref.dropout(x.astype(np.float32), p, seed, offset, 0b11).astype(np.float16)
+        else:
+            r = ref.dropout(x, p, seed, offset, 0b11)
+        assert bits_equal(y, r), (seed, offset)
+
+
+def test_p_zero_is_exact_copy_and_p_one_is_positive_zero():
+    x = rand((2, 3, 4))
+    y = sdrop.spatial_dropout(x, 0.0, seed=3)
+    assert y is not x and bits_equal(y, x)
+    z = sdrop.spatial_dropout(-np.abs(x), 1.0, seed=3)
+    assert bits_equal(z, np.zeros_like(x))
+    zm = sdrop.spatial_dropout(-np.abs(x), 1.0, seed=3, nan_propagate=True)
+    assert bits_equal(zm, np.full_like(x, -0.0))
+
+
+def test_nan_handling():
+    x = rand((8, 32, 2))
+    x[:, :, 0] = np.nan
+    y = sdrop.spatial_dropout(x, 0.5, seed=11)
+    keep = ref.keep_mask((8, 32, 1), 0.5, 11, 0)
+    assert (~keep).any() and keep.any()
+    assert np.all(y[~np.broadcast_to(keep, x.shape)] == 0)  # no NaN leaks (+0.0)
+    ym = sdrop.spatial_dropout(x, 0.5, seed=11, nan_propagate=True)
+    assert np.isnan(ym[:, :, 0]).all()
+
+
+def test_mask_and_layouts():
+    x = rand((3, 6, 4, 5))
+    m = sdrop.mask(x, 0.5, seed=42, offset=2)
+    assert m.shape == (3, 6, 1, 1) and m.dtype == np.uint8
+    assert np.array_equal(m.astype(bool), ref.keep_mask((3, 6, 1, 1), 0.5, 42, 2))
+    mb = sdrop.mask((3, 6, 4, 5), 0.5, seed=42, offset=2, dtype=bool)
+    assert mb.dtype == np.bool_ and np.array_equal(mb, m.astype(bool))
+    # channels_last drops the same (n, c) pairs
+    xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    ml = sdrop.mask(xl, 0.5, seed=42, offset=2, layout="channels_last")
+    assert ml.shape == (3, 1, 1, 6)
+    assert np.array_equal(ml.reshape(3, 6), m.reshape(3, 6))
+    y = sdrop.spatial_dropout(x, 0.5, seed=42, offset=2)
+    yl = sdrop.spatial_dropout(xl, 0.5, seed=42, offset=2, layout="channels_last")
+    assert bits_equal(yl.transpose(0, 3, 1, 2), y)
+    # explicit axes: int bitmask, iterable, negative axes
+    for axes in (0b1001, (0, 3), [0, -1]):
+        assert bits_equal(sdrop.spatial_dropout(xl, 0.5, seed=42, offset=2, mask_axes=axes), yl)
+    # element-wise dropout and per-sample dropout
+    for axes in (0b1111, 0b0001):
+        assert bits_equal(sdrop.spatial_dropout(x, 0.3, seed=5, mask_axes=axes),
+                          ref.dropout(x, 0.3, 5, 0, axes))
+
+
+def test_offsets_give_different_masks():
+    masks = [sdrop.mask((64, 64), 0.5, seed=9, offset=o) for o in range(4)]
+    for a, b in itertools.combinations(masks, 2):
+        assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("view", ["slice", "transpose", "negative", "broadcast_in"])
+def test_strided_views(view):
+    base = rand((4, 12, 6, 5), np.float64)
+    if view == "slice":
+        x = base[:, ::2, 1:, ::2]
+    elif view == "transpose":
+        x = base.transpose(0, 1, 3, 2)
+    elif view == "negative":
+        x = base[::-1, :, ::-1]
+    else:  # zero strides on the input are fine
+        x = np.broadcast_to(base[:, :, :1, :1], (4, 12, 6, 5))
+    assert not x.flags.c_contiguous
+    y = sdrop.spatial_dropout(x, 0.4, seed=77, offset=1)
+    assert bits_equal(y, ref.dropout(np.ascontiguousarray(x), 0.4, 77, 1, 0b11))
+    # strided output too
+    out_base = np.full((4, 12, 16, 16), 7.0)
+    out = out_base[:, : x.shape[1], ::2, ::2][:, :, : x.shape[2], : x.shape[3]]
+    r = sdrop.spatial_dropout(x, 0.4, seed=77, offset=1, out=out)
+    assert r is out and bits_equal(out, y)
+    assert np.all(out_base[:, :, 1::2] == 7.0)  # nothing written outside the view
+
+
+def test_inplace_and_out():
+    x = rand((2, 8, 3, 3))
+    expect = ref.dropout(x, 0.5, 3, 4, 0b11)
+    x2 = x.copy()
+    r = sdrop.spatial_dropout(x2, 0.5, seed=3, offset=4, inplace=True)
+    assert r is x2 and bits_equal(x2, expect)
+    v = x.copy()
+    view = v[:, ::2]
+    sdrop.spatial_dropout(view, 0.5, seed=3, offset=4, inplace=True)
+    assert bits_equal(view, ref.dropout(np.ascontiguousarray(x[:, ::2]), 0.5, 3, 4, 0b11))
+    assert bits_equal(v[:, 1::2], x[:, 1::2])
+    out = np.empty_like(x)
+    assert sdrop.spatial_dropout(x, 0.5, seed=3, offset=4, out=out) is out
+    assert bits_equal(out, expect)
+
+
+def test_backward_equals_forward_on_gradient():
+    dy = rand((5, 7, 3))
+    dx = sdrop.spatial_dropout_backward(dy, 0.3, seed=8, offset=2)
+    assert bits_equal(dx, sdrop.spatial_dropout(dy, 0.3, seed=8, offset=2))
+
+
+def test_apply_mask():
+    x = rand((3, 5, 4, 4))
+    m = (np.arange(15).reshape(3, 5, 1, 1) % 3 != 0)
+    for mm in (m, m.astype(np.uint8)):
+        y = sdrop.apply_mask(x, mm, 0.25)
+        s = np.float32(1) / np.float32(0.75)
+        assert bits_equal(y, np.where(m, x * s, np.float32(0)))
+    # seed/offset-generated mask reproduces forward
+    g = sdrop.mask(x, 0.6, seed=1, offset=1)
+    assert bits_equal(sdrop.apply_mask(x, g, 0.6), sdrop.spatial_dropout(x, 0.6, seed=1, offset=1))
+    x2 = x.copy()
+    assert sdrop.apply_mask(x2, g, 0.6, inplace=True) is x2
+    assert bits_equal(x2, sdrop.spatial_dropout(x, 0.6, seed=1, offset=1))
+
+
+def test_readonly_input_and_empty():
+    x = rand((2, 3, 4))
+    x.flags.writeable = False
+    assert bits_equal(sdrop.spatial_dropout(x, 0.5, seed=2), ref.dropout(x, 0.5, 2, 0, 0b11))
+    e = np.empty((0, 3, 4), np.float32)
+    assert sdrop.spatial_dropout(e, 0.5, seed=1).shape == (0, 3, 4)
+    s = np.float32(3.0).reshape(())  # rank 0
+    assert sdrop.spatial_dropout(np.array(s), 0.0, seed=1) == 3.0
+
+
+def test_errors_carry_the_c_message():
+    x = rand((2, 3, 4))
+    with pytest.raises(ValueError, match=r"1\.5") as ei:
+        sdrop.spatial_dropout(x, 1.5, seed=1)
+    assert isinstance(ei.value, sdrop.SdropError)
+    assert "1.5" in sdrop.last_error()
+    with pytest.raises(ValueError):
+        sdrop.spatial_dropout(x, float("nan"), seed=1)
+    with pytest.raises(ValueError):
+        sdrop.spatial_dropout(x, 0.5, seed=1, mask_axes=0b1000)  # bit >= ndim
+    with pytest.raises(ValueError):
+        sdrop.spatial_dropout(x, 0.5, seed=1, out=np.empty((2, 3, 5), np.float32))
+    with pytest.raises(ValueError):
+        sdrop.spatial_dropout(x, 0.5, seed=1, out=np.empty((2, 3, 4), np.float64))
+    with pytest.raises(ValueError):
+        sdrop.apply_mask(x, np.ones((2, 2, 1), np.uint8), 0.5)
+    with pytest.raises(ValueError):  # overlapping output
+        sdrop.spatial_dropout(x, 0.5, seed=1, out=np.broadcast_to(np.empty((1, 3, 4), np.float32), (2, 3, 4)))
+    with pytest.raises((TypeError, NotImplementedError)):
+        sdrop.spatial_dropout(np.ones((2, 3), np.int32), 0.5, seed=1)
+    with pytest.raises(ValueError):
+        sdrop.spatial_dropout(x, 0.5, seed=-1)
+    with pytest.raises(ValueError):
+        sdrop.spatial_dropout(x, 0.5, seed=1, layout="NCHW")
+    # nothing written on failure
+    out = np.full_like(x, 5.0)
+    with pytest.raises(ValueError):
+        sdrop.spatial_dropout(x, -0.1, seed=1, out=out)
+    assert np.all(out == 5.0)
+
+
+def test_dlpack_generic_object():
+    class Wrapper:  # any producer with __dlpack__ works
+        def __init__(self, a):
+            self.a = a
+            self.shape = a.shape
+
+        def __dlpack__(self, stream=None):
+            return self.a.__dlpack__()
+
+    x = rand((2, 4, 3))
+    out = np.empty_like(x)
+    sdrop.spatial_dropout(Wrapper(x), 0.5, seed=6, out=Wrapper(out))
+    assert bits_equal(out, ref.dropout(x, 0.5, 6, 0, 0b11))
