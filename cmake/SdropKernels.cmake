@@ -23,7 +23,9 @@ set(SDROP_CHANNEL_BLOCK 2048)
 
 # Per-variant schedule knobs (vector_factor=, task_elems=). The table is
 # written by the tuning sweep; entries it lacks get the generator's defaults.
-include("${PROJECT_SOURCE_DIR}/generators/schedule_table.cmake" OPTIONAL)
+set(SDROP_SCHEDULE_TABLE "${PROJECT_SOURCE_DIR}/generators/schedule_table.cmake" CACHE FILEPATH
+    "Schedule knobs per kernel variant (bench/tune.py writes candidates and winners)")
+include("${SDROP_SCHEDULE_TABLE}" OPTIONAL)
 
 function(sdrop_add_kernels)
   set(runtime sdrop_halide_runtime)
