@@ -10,6 +10,7 @@
 
 #include <cstdint>
 
+#include "sdrop_config.h"  // generated: SDROP_CHANNEL_BLOCK
 #include "tensor.h"
 
 namespace sdrop {

@@ -9,7 +9,7 @@ work="$build/fuzz"
 mkdir -p "$work/corpus"
 halide_inc=$("$src/.venv/bin/python" -c 'import halide,os; print(os.path.join(halide.install_dir(),"include"))')
 clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  -fno-exceptions -fno-rtti -DSDROP_CHANNEL_BLOCK="$(grep -o 'SDROP_CHANNEL_BLOCK [0-9]*' "$src/cmake/SdropKernels.cmake" | cut -d' ' -f2)" \
+  -fno-exceptions -fno-rtti \
   -I"$src/runtime/include" -I"$src/runtime/src" -I"$build/generators" -I"$halide_inc" \
   "$src/tests/fuzz/fuzz_api.cc" "$src"/runtime/src/*.cpp "$build"/generators/*.o \
   -lpthread -ldl -o "$work/fuzz_api"
