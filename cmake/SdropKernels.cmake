@@ -8,6 +8,16 @@ set(SDROP_TARGET_BASE "x86-64-linux")
 set(SDROP_TARGET_sse41  "${SDROP_TARGET_BASE}-sse41")
 set(SDROP_TARGET_avx2   "${SDROP_TARGET_BASE}-sse41-avx-avx2-f16c-fma")
 set(SDROP_TARGET_avx512 "${SDROP_TARGET_BASE}-sse41-avx-avx2-f16c-fma-avx512-avx512_skylake")
+# GPU backends: the same generator with GPU schedules. The host side is x86-64 baseline;
+# CUDA kernels are PTX for compute capability 7.0, which the driver JIT-compiles for the
+# GPU it finds (Volta through Hopper and later); OpenCL kernels are OpenCL C with fp64
+# (cl_doubles) for float64, and float16 done in integer arithmetic (no cl_khr_fp16 needed).
+# The Halide runtime loads libcuda / libOpenCL only when a GPU call runs.
+set(SDROP_GPU_BACKENDS cuda opencl)
+set(SDROP_TARGET_cuda   "${SDROP_TARGET_BASE}-sse41-cuda-cuda_capability_70")
+set(SDROP_TARGET_opencl "${SDROP_TARGET_BASE}-sse41-opencl-cl_doubles")
+set(SDROP_RUNTIME_TARGET "${SDROP_TARGET_BASE}-cuda-opencl")
+
 # The runtime validates every argument before a kernel runs, so the kernels carry no
 # asserts and no bounds queries; strict_float keeps x*0 and x*s exactly as SPEC §3 says.
 set(SDROP_KERNEL_FEATURES "no_asserts-no_bounds_query-strict_float")
@@ -29,13 +39,14 @@ include("${SDROP_SCHEDULE_TABLE}" OPTIONAL)
 
 function(sdrop_add_kernels)
   set(runtime sdrop_halide_runtime)
-  add_halide_runtime(${runtime} TARGETS ${SDROP_TARGET_BASE})
+  add_halide_runtime(${runtime} TARGETS ${SDROP_RUNTIME_TARGET})
 
   set(objects "")
   set(libs "")
   set(includes "")
   set(xmacro "")
-  foreach (isa IN LISTS SDROP_CPU_ISAS)
+  set(gpu_xmacro "")
+  foreach (isa IN LISTS SDROP_CPU_ISAS SDROP_GPU_BACKENDS)
     foreach (pair IN LISTS SDROP_KERNEL_SHAPES)
       string(REPLACE ":" ";" pair "${pair}")
       list(GET pair 0 op)
@@ -61,7 +72,11 @@ function(sdrop_add_kernels)
         list(APPEND libs ${name})
         list(APPEND objects "${CMAKE_CURRENT_BINARY_DIR}/${name}.o")
         string(APPEND includes "#include \"${name}.h\"\n")
-        string(APPEND xmacro "  X(${op}, ${shape}, ${dtype}, ${isa}) \\\n")
+        if (isa IN_LIST SDROP_GPU_BACKENDS)
+          string(APPEND gpu_xmacro "  X(${op}, ${shape}, ${dtype}, ${isa}) \\\n")
+        else ()
+          string(APPEND xmacro "  X(${op}, ${shape}, ${dtype}, ${isa}) \\\n")
+        endif ()
       endforeach ()
     endforeach ()
   endforeach ()
@@ -74,6 +89,8 @@ function(sdrop_add_kernels)
 @includes@
 #define SDROP_FOR_EACH_KERNEL(X) \\
 @xmacro@
+#define SDROP_FOR_EACH_GPU_KERNEL(X) \\
+@gpu_xmacro@
 " @ONLY)
 
   # Build constants the runtime shares with the generator.

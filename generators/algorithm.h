@@ -77,9 +77,13 @@ inline Expr philox_keep(Expr m, Expr seed, Expr offset, Expr threshold, Expr kee
 // The element types the kernels store, and the type the arithmetic is done in.
 enum class DType { f16, bf16, f32, f64 };
 
-inline Type storage_type(DType t) {
+// hw_f16: the target converts between float16 and float32 in hardware (F16C, CUDA). Without
+// it float16 is stored as its bits (uint16) and converted in integer arithmetic: Halide's
+// software narrowing on SSE4.1 turns NaN into Inf, and OpenCL has `half` only with
+// cl_khr_fp16, which PoCL lacks.
+inline Type storage_type(DType t, bool hw_f16) {
   switch (t) {
-    case DType::f16: return Float(16);
+    case DType::f16: return hw_f16 ? Float(16) : UInt(16);
     case DType::bf16: return UInt(16);  // bfloat16 is integer work on every backend
     case DType::f32: return Float(32);
     case DType::f64: return Float(64);
@@ -100,9 +104,21 @@ inline Expr f32_to_bf16_bits(Expr f) {
   return cast<uint16_t>(select(is_nan, (u >> 16) | u32(0x40u), rounded));
 }
 
+// float16 bits -> float32, exact: subnormals, infinities and NaN payloads kept.
+inline Expr f16_bits_to_f32(Expr bits) {
+  Expr u = cast<uint32_t>(bits);
+  Expr sign = (u & u32(0x8000u)) << 16;
+  Expr e = (u >> 10) & u32(0x1fu);
+  Expr m = u & u32(0x3ffu);
+  Expr normal = sign | ((e + u32(112)) << 23) | (m << 13);
+  Expr special = sign | u32(0x7f800000u) | (m << 13);
+  // Zero and subnormals: m * 2^-24 is exact in float32.
+  Expr tiny = sign | reinterpret<uint32_t>(strict_float(cast<float>(m) * 5.9604644775390625e-8f));
+  return reinterpret<float>(select(e == u32(0), tiny, e == u32(31), special, normal));
+}
+
 // float32 -> float16 bits, round to nearest even, subnormals kept, NaN kept a quiet NaN,
-// in integer arithmetic: for targets without a hardware conversion (Halide's software
-// narrowing on SSE4.1 turns NaN into Inf).
+// in integer arithmetic (targets without hw_f16).
 inline Expr f32_to_f16_bits(Expr f) {
   Expr u = reinterpret<uint32_t>(f);
   Expr sign = (u >> 16) & u32(0x8000u);
@@ -127,9 +143,9 @@ inline Expr f32_to_f16_bits(Expr f) {
   return cast<uint16_t>(bits);
 }
 
-inline Expr to_compute(DType t, Expr stored) {
+inline Expr to_compute(DType t, Expr stored, bool hw_f16) {
   switch (t) {
-    case DType::f16: return cast<float>(stored);
+    case DType::f16: return hw_f16 ? cast<float>(stored) : f16_bits_to_f32(stored);
     case DType::bf16: return bf16_bits_to_f32(stored);
     case DType::f32: return stored;
     case DType::f64: return stored;
@@ -137,11 +153,10 @@ inline Expr to_compute(DType t, Expr stored) {
   return Expr();
 }
 
-// hw_f16: the target converts float32 -> float16 in hardware (F16C, GPUs).
 inline Expr from_compute(DType t, Expr v, bool hw_f16) {
   switch (t) {
     case DType::f16:  // IEEE round-to-nearest-even either way
-      return hw_f16 ? cast(Float(16), v) : reinterpret(Float(16), f32_to_f16_bits(v));
+      return hw_f16 ? cast(Float(16), v) : f32_to_f16_bits(v);
     case DType::bf16: return f32_to_bf16_bits(v);
     case DType::f32: return v;
     case DType::f64: return v;
@@ -153,12 +168,12 @@ inline Expr from_compute(DType t, Expr v, bool hw_f16) {
 // `scale` is s in the compute type (float, or double for f64), rounded on the host.
 // strict_float keeps the simplifier and LLVM from folding x * 0 or contracting anything.
 inline Expr kept_value(DType t, Expr x, Expr scale, bool hw_f16) {
-  return from_compute(t, strict_float(to_compute(t, x) * scale), hw_f16);
+  return from_compute(t, strict_float(to_compute(t, x, hw_f16) * scale), hw_f16);
 }
 inline Expr dropped_value(DType t, Expr x, Expr multiply, bool hw_f16) {
-  Expr xc = to_compute(t, x);
+  Expr xc = to_compute(t, x, hw_f16);
   Expr times_zero = from_compute(t, strict_float(xc * Internal::make_zero(xc.type())), hw_f16);
-  return select(multiply, times_zero, Internal::make_zero(storage_type(t)));
+  return select(multiply, times_zero, Internal::make_zero(storage_type(t, hw_f16)));
 }
 inline Expr dropout_value(DType t, Expr x, Expr keep, Expr scale, Expr multiply, bool hw_f16) {
   return select(keep, kept_value(t, x, scale, hw_f16), dropped_value(t, x, multiply, hw_f16));

@@ -2,8 +2,9 @@
 //   op    — dropout (Philox mask), apply_mask (caller's mask), mask (write the keep bits);
 //   shape — the canonical loop nest the runtime maps every tensor onto (see below);
 //   dtype — f16, bf16, f32, f64;
-// and per target (the ISA variants). generate() states what is computed; schedule() says how,
-// driven by a few knobs that the tuning table sets per (target, op, shape, dtype).
+// and per target (the CPU ISA variants, CUDA, OpenCL). generate() states what is computed;
+// schedule() says how, driven by a few knobs that the tuning table sets per (target, op,
+// shape, dtype).
 //
 // Canonical shapes (3-D, innermost first; the runtime merges, sorts and flips axes so that
 // every tensor lands on one of them, and loops over any further axes itself):
@@ -13,6 +14,12 @@
 //                 are drawn once and reused along d1 (N, spatial, C tensors).
 //   elementwise   anything else: one draw per element.
 // Mask index of element (d0, d1, d2): m = mbase + d0*ms0 + d1*ms1 + d2*ms2 (64-bit).
+//
+// GPU targets: a device buffer (an OpenCL cl_mem) cannot be offset by pointer arithmetic,
+// so every buffer has a 4th, extent-1 "origin" dim whose min the runtime sets to minus the
+// element offset of (0, 0, 0); the pipeline reads and writes at origin coordinate 0, and
+// the output is written through an RDom over the call's extents (a pure definition would
+// loop over the buffer's own, shifted, origin range).
 #include <cstdio>
 #include <cstdlib>
 
@@ -46,14 +53,17 @@ class SdropGenerator : public Generator<SdropGenerator> {
   // (it reads the same value, SDROP_CHANNEL_BLOCK, from the build).
   GeneratorParam<int> vector_factor{"vector_factor", 2, 1, 16};
   GeneratorParam<int> task_elems{"task_elems", 1 << 16, 1024, 1 << 26};
-  GeneratorParam<int> channel_block{"channel_block", 512, 16, 1 << 16};
+  GeneratorParam<int> channel_block{"channel_block", 2048, 16, 1 << 16};
+  // GPU rows: elements per thread per block (a block covers kGpuThreads * gpu_unroll).
+  GeneratorParam<int> gpu_unroll{"gpu_unroll", 4, 1, 64};
 
   void configure() {
     const bool has_x = op != Op::mask;
     const bool draws = op != Op::apply_mask;
-    const Type out_type = op == Op::mask ? UInt(8) : storage_type(dtype);
-    if (has_x) x = add_input<Buffer<>>("x", storage_type(dtype), 3);
-    if (op == Op::apply_mask) mask_in = add_input<Buffer<>>("mask", UInt(8), 3);
+    const Type out_type = op == Op::mask ? UInt(8) : storage_type(dtype, hw_f16());
+    const int dims = gpu() ? 4 : 3;
+    if (has_x) x = add_input<Buffer<>>("x", storage_type(dtype, hw_f16()), dims);
+    if (op == Op::apply_mask) mask_in = add_input<Buffer<>>("mask", UInt(8), dims);
     if (draws) {
       seed = add_input<uint64_t>("seed");
       offset = add_input<uint64_t>("offset");
@@ -71,7 +81,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
       scale_f32 = add_input<float>("scale_f32");
       scale_f64 = add_input<double>("scale_f64");
     }
-    y = add_output<Buffer<>>(op == Op::mask ? "mask_out" : "y", out_type, 3);
+    y = add_output<Buffer<>>(op == Op::mask ? "mask_out" : "y", out_type, dims);
   }
 
   void generate() {
@@ -80,16 +90,28 @@ class SdropGenerator : public Generator<SdropGenerator> {
       std::abort();
     }
     Func out = *y;
-    if (op == Op::mask) {
-      out(d0, d1, d2) = cast<uint8_t>(select(keep_at(d0, d1, d2), 1, 0));
-    } else if (shape == Shape::rows) {
+    if (op != Op::mask && shape == Shape::rows) {
       define_rows(out);
-    } else if (shape == Shape::channels_last) {
-      keep_cl(d0, d2) = philox_keep(mask_index(d0, 0, d2), *seed, *offset, *threshold, *keep_all);
-      out(d0, d1, d2) = value(x_at(d0, d1, d2), keep_cl(d0, d2));
-    } else {
-      out(d0, d1, d2) = value(x_at(d0, d1, d2), keep_at(d0, d1, d2));
+      return;
     }
+    if (shape == Shape::channels_last) {
+      keep_cl(d0, d2) = philox_keep(mask_index(d0, 0, d2), *seed, *offset, *threshold, *keep_all);
+    }
+    // One element of every other (op, shape): CPU as a pure definition, GPU at origin 0.
+    auto element = [&](Expr i0, Expr i1, Expr i2) -> Expr {
+      if (op == Op::mask) return cast<uint8_t>(select(keep_at(i0, i1, i2), 1, 0));
+      Expr keep = shape == Shape::channels_last ? keep_cl(i0, i2) : keep_at(i0, i1, i2);
+      return value(x_at(i0, i1, i2), keep);
+    };
+    if (!gpu()) {
+      out(d0, d1, d2) = element(d0, d1, d2);
+      return;
+    }
+    const Expr e0 = out.output_buffer().dim(0).extent(), e1 = out.output_buffer().dim(1).extent(),
+               e2 = out.output_buffer().dim(2).extent();
+    whole = RDom(0, e0, 0, e1, 0, e2, "whole");
+    out(d0, d1, d2, origin) = undef((*y).type());
+    out(whole.x, whole.y, whole.z, 0) = element(whole.x, whole.y, whole.z);
   }
 
   void schedule() {
@@ -98,6 +120,10 @@ class SdropGenerator : public Generator<SdropGenerator> {
     out.output_buffer().dim(0).set_stride(Expr());
     if (x) (*x).dim(0).set_stride(Expr());
     if (mask_in) (*mask_in).dim(0).set_stride(Expr());
+    if (gpu()) {
+      schedule_gpu(out);
+      return;
+    }
 
     const int vec = natural_vector() * vector_factor;
     Expr dense = out.output_buffer().dim(0).stride() == 1;
@@ -123,10 +149,12 @@ class SdropGenerator : public Generator<SdropGenerator> {
   GeneratorInput<double> *scale_f64 = nullptr;
   GeneratorOutput<Buffer<>> *y = nullptr;
 
-  Var d0{"d0"}, d1{"d1"}, d2{"d2"};
+  Var d0{"d0"}, d1{"d1"}, d2{"d2"}, origin{"origin"};
   Func keep_cl{"keep_cl"}, keep_row{"keep_row"};
-  RDom rows;
+  RDom rows, whole;
   static constexpr int kMaxRowsPerTask = 1024;
+
+  bool gpu() const { return get_target().has_gpu_feature(); }
 
   int natural_vector() const {
     // f16/bf16 are computed in f32: size the vectors by the compute type.
@@ -139,16 +167,23 @@ class SdropGenerator : public Generator<SdropGenerator> {
            cast<int64_t>(i2) * *ms2;
   }
   Expr keep_at(Expr i0, Expr i1, Expr i2) {
-    if (op == Op::apply_mask) return !*keep_none && (*mask_in)(i0, i1, i2) != 0;
+    if (op == Op::apply_mask) {
+      Expr k = gpu() ? (*mask_in)(i0, i1, i2, 0) : (*mask_in)(i0, i1, i2);
+      return !*keep_none && k != 0;
+    }
     return philox_keep(mask_index(i0, i1, i2), *seed, *offset, *threshold, *keep_all);
   }
-  Expr x_at(Expr i0, Expr i1, Expr i2) { return (*x)(i0, i1, i2); }
+  Expr x_at(Expr i0, Expr i1, Expr i2) {
+    return gpu() ? (*x)(i0, i1, i2, 0) : (*x)(i0, i1, i2);
+  }
   Expr scale() const { return dtype == DType::f64 ? Expr(*scale_f64) : Expr(*scale_f32); }
   Expr value(Expr xv, Expr keep) {
     return dropout_value(dtype, xv, keep, scale(), *multiply, hw_f16());
   }
+  // OpenCL has float16 only with cl_khr_fp16 (the cl_half feature); CUDA always.
   bool hw_f16() const {
     const Target t = get_target();
+    if (t.has_feature(Target::OpenCL)) return t.has_feature(Target::CLHalf);
     return t.has_gpu_feature() || t.arch != Target::X86 || t.has_feature(Target::F16C);
   }
 
@@ -162,10 +197,15 @@ class SdropGenerator : public Generator<SdropGenerator> {
     rows = RDom(0, e0, 0, 2, 0, e1, 0, e2, "rows");
     rows.where(rows.y == select(keep_row(rows.z, rows.w), 1, 0));
     const Expr xv = x_at(rows.x, rows.z, rows.w);
-    out(d0, d1, d2) = undef(storage_type(dtype));
-    out(rows.x, rows.z, rows.w) =
-        select(rows.y == 1, kept_value(dtype, xv, scale(), hw_f16()),
-               dropped_value(dtype, xv, *multiply, hw_f16()));
+    const Expr v = select(rows.y == 1, kept_value(dtype, xv, scale(), hw_f16()),
+                          dropped_value(dtype, xv, *multiply, hw_f16()));
+    if (gpu()) {
+      out(d0, d1, d2, origin) = undef((*y).type());
+      out(rows.x, rows.z, rows.w, 0) = v;
+    } else {
+      out(d0, d1, d2) = undef((*y).type());
+      out(rows.x, rows.z, rows.w) = v;
+    }
   }
 
   void schedule_rows(Func out, int vec, Expr dense) {
@@ -204,6 +244,51 @@ class SdropGenerator : public Generator<SdropGenerator> {
         .bound_storage(d0, channel_block)
         .store_in(MemoryType::Stack)
         .vectorize(d0, natural_vector(), TailStrategy::GuardWithIf);
+  }
+
+  // GPU: blocks of kGpuThreads threads. The keep bit of a row, or the keep bits of a block's
+  // channels, are drawn once per block into shared memory, not once per element: a Philox
+  // draw costs about as much as moving a few hundred bytes at an H100's bandwidth.
+  static constexpr int kGpuThreads = 256;
+
+  void schedule_gpu(Func out) {
+    Stage s = out.update(0);
+    if (op != Op::mask && shape == Shape::rows) {
+      // Block = kGpuThreads * gpu_unroll consecutive elements of one row; each thread
+      // touches every kGpuThreads-th of them (coalesced), then the row's other loop (the
+      // RDom::where on the keep bit leaves one of kept / dropped per row).
+      RVar xo("xo"), xi("xi"), u("u"), t("t"), row("row"), block("block");
+      s.split(rows.x, xo, xi, kGpuThreads * gpu_unroll, TailStrategy::GuardWithIf)
+          .split(xi, u, t, kGpuThreads, TailStrategy::GuardWithIf)
+          .reorder(t, u, rows.y, xo, rows.z, rows.w)
+          .fuse(rows.z, rows.w, row)
+          .fuse(xo, row, block)
+          .unroll(rows.y)
+          .unroll(u)
+          .gpu_blocks(block)
+          .gpu_threads(t);
+      keep_row.compute_at(out, block);
+      s.specialize(!*multiply);  // exact-zero mode: the dropped loop never loads x
+    } else if (shape == Shape::channels_last) {
+      // Block = 32 channels x 64 spatial positions of one sample; threads 32 x 8.
+      RVar co("co"), ci("ci"), so("so"), si("si"), su("su"), st("st"), sblock("sblock");
+      s.split(whole.x, co, ci, 32, TailStrategy::GuardWithIf)
+          .split(whole.y, so, si, 64, TailStrategy::GuardWithIf)
+          .split(si, su, st, 8, TailStrategy::GuardWithIf)
+          .reorder(ci, st, su, co, so, whole.z)
+          .fuse(so, whole.z, sblock)
+          .gpu_blocks(sblock, co)
+          .gpu_threads(ci, st);
+      keep_cl.compute_at(out, co).gpu_threads(d0);
+    } else {
+      // One draw per element: one flat index over the call, kGpuThreads per block.
+      RVar f("f"), block("block"), t("t");
+      s.fuse(whole.x, whole.y, f)
+          .fuse(f, whole.z, f)
+          .split(f, block, t, kGpuThreads, TailStrategy::GuardWithIf)
+          .gpu_blocks(block)
+          .gpu_threads(t);
+    }
   }
 
   void schedule_elementwise(Func out, int vec, Expr dense) {

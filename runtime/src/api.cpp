@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "error.h"
+#include "gpu.h"
 #include "kernels.h"
 #include "plan.h"
 #include "sdrop/sdrop.h"
@@ -72,9 +73,11 @@ sdrop_status check_output(const Tensor& y) {
   return SDROP_OK;
 }
 
-// x and y: the same shape and dtype, one CPU device, a writable y, in place or apart.
-sdrop_status check_pair(const Tensor& x, const Tensor& y, DType* dtype) {
-  if (sdrop_status s = same_cpu_device(x, y)) return s;
+// x and y: the same shape and dtype, one device, a writable y, in place or apart.
+sdrop_status check_pair(const Tensor& x, const Tensor& y, DType* dtype, Backend* backend) {
+  if (sdrop_status s = same_device(x, y)) return s;
+  if (sdrop_status s = backend_of(x, backend)) return s;
+  if (sdrop_status s = backend_of(y, backend)) return s;
   if (!same_dtype(x, y)) {
     char a[64], b[64];
     return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s.dtype (%s) must equal %s.dtype (%s)", y.name,
@@ -119,13 +122,14 @@ sdrop_status dropout(const sdrop_params* params, const DLTensor* xt, DLTensor* y
   if (sdrop_status s = describe(xt, xname, &x)) return s;
   if (sdrop_status s = describe(yt, yname, &y)) return s;
   DType dtype;
-  if (sdrop_status s = check_pair(x, y, &dtype)) return s;
+  Backend backend;
+  if (sdrop_status s = check_pair(x, y, &dtype, &backend)) return s;
   if (sdrop_status s = check_mask_axes(params->mask_axes, x)) return s;
   if (x.numel == 0) return SDROP_OK;
   FpEnvGuard env;
   const Plan plan = make_plan(Op::dropout, x.ndim, x.shape, x.strides, y.strides, nullptr,
                               params->mask_axes);
-  return run_plan(Op::dropout, dtype, plan, &x, y, nullptr, kernel_args(*params));
+  return run_plan(backend, Op::dropout, dtype, plan, &x, y, nullptr, kernel_args(*params));
 }
 
 // The mask's shape must be the noise shape of `like` (or, for sdrop_mask, its own).
@@ -175,7 +179,8 @@ sdrop_status sdrop_mask(const sdrop_params* params, DLTensor* mask_t) {
   if (sdrop_status s = check_params(params, false)) return s;
   Tensor mask;
   if (sdrop_status s = describe(mask_t, "mask", &mask)) return s;
-  if (sdrop_status s = cpu_device(mask)) return s;
+  Backend backend;
+  if (sdrop_status s = backend_of(mask, &backend)) return s;
   if (sdrop_status s = mask_dtype(mask)) return s;
   if (sdrop_status s = check_mask_axes(params->mask_axes, mask)) return s;
   if (sdrop_status s = check_noise_shape(mask, mask, params->mask_axes)) return s;
@@ -184,7 +189,8 @@ sdrop_status sdrop_mask(const sdrop_params* params, DLTensor* mask_t) {
   FpEnvGuard env;
   const Plan plan = make_plan(Op::mask, mask.ndim, mask.shape, nullptr, mask.strides, nullptr,
                               params->mask_axes);
-  return run_plan(Op::mask, DType::u8, plan, nullptr, mask, nullptr, kernel_args(*params));
+  return run_plan(backend, Op::mask, DType::u8, plan, nullptr, mask, nullptr,
+                  kernel_args(*params));
 }
 
 sdrop_status sdrop_apply_mask(const sdrop_params* params, const DLTensor* x_t,
@@ -195,8 +201,9 @@ sdrop_status sdrop_apply_mask(const sdrop_params* params, const DLTensor* x_t,
   if (sdrop_status s = describe(mask_t, "mask", &mask)) return s;
   if (sdrop_status s = describe(y_t, "y", &y)) return s;
   DType dtype;
-  if (sdrop_status s = check_pair(x, y, &dtype)) return s;
-  if (sdrop_status s = same_cpu_device(x, mask)) return s;
+  Backend backend;
+  if (sdrop_status s = check_pair(x, y, &dtype, &backend)) return s;
+  if (sdrop_status s = same_device(x, mask)) return s;
   if (sdrop_status s = mask_dtype(mask)) return s;
   if (sdrop_status s = check_mask_axes(params->mask_axes, x)) return s;
   if (sdrop_status s = check_noise_shape(mask, x, params->mask_axes)) return s;
@@ -210,8 +217,21 @@ sdrop_status sdrop_apply_mask(const sdrop_params* params, const DLTensor* x_t,
   FpEnvGuard env;
   const Plan plan = make_plan(Op::apply_mask, x.ndim, x.shape, x.strides, y.strides, ks,
                               params->mask_axes);
-  return run_plan(Op::apply_mask, dtype, plan, &x, y, &mask, kernel_args(*params));
+  return run_plan(backend, Op::apply_mask, dtype, plan, &x, y, &mask, kernel_args(*params));
 }
+
+sdrop_status sdrop_set_cuda_stream(void* context, void* stream) {
+  set_cuda_stream(context, stream);
+  return SDROP_OK;
+}
+
+void sdrop_get_cuda_stream(void** context, void** stream) { get_cuda_stream(context, stream); }
+
+sdrop_status sdrop_set_opencl_queue(void* context, void* queue) {
+  return set_opencl_queue(context, queue);
+}
+
+void sdrop_get_opencl_queue(void** context, void** queue) { get_opencl_queue(context, queue); }
 
 const char* sdrop_last_error(void) { return last_error(); }
 

@@ -9,6 +9,7 @@
 #include "HalideRuntime.h"
 #include "cpu_isa.h"
 #include "error.h"
+#include "gpu.h"
 #include "sdrop_kernels.h"  // generated: prototypes + SDROP_FOR_EACH_KERNEL
 
 // Defined by the Halide runtime (thread pool sizing), not declared in its public header.
@@ -152,8 +153,13 @@ sdrop_status status_of(int code) {
 
 }  // namespace
 
-sdrop_status run_plan(Op op, DType dtype, const Plan& plan, const Tensor* x, const Tensor& y,
-                      const Tensor* k, const KernelArgs& a) {
+void ensure_halide_hooks() { ensure_hooks(); }
+const char* halide_message() { return g_halide_message; }
+void clear_halide_message() { g_halide_message[0] = '\0'; }
+
+sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, const Tensor* x,
+                      const Tensor& y, const Tensor* k, const KernelArgs& a) {
+  if (backend != Backend::cpu) return run_plan_gpu(backend, op, dtype, plan, x, y, k, a);
   Isa isa;
   if (sdrop_status s = select_isa(&isa)) return s;
   ensure_hooks();

@@ -20,9 +20,16 @@ struct KernelArgs {
   double scale_f64 = 1.0;
 };
 
-// x may be null (Op::mask), k is the mask tensor (apply_mask) or null.
-sdrop_status run_plan(Op op, DType dtype, const Plan& plan, const Tensor* x, const Tensor& y,
-                      const Tensor* k, const KernelArgs& args);
+// x may be null (Op::mask), k is the mask tensor (apply_mask) or null. GPU backends go to
+// run_plan_gpu (gpu.h).
+sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, const Tensor* x,
+                      const Tensor& y, const Tensor* k, const KernelArgs& args);
+
+// The Halide runtime's process-wide hooks (error handler, thread pool, FP state of
+// workers), installed once; the last Halide error message on this thread.
+void ensure_halide_hooks();
+const char* halide_message();
+void clear_halide_message();
 
 void set_num_threads(int n);
 int get_num_threads();

@@ -16,7 +16,10 @@ constexpr int64_t kMaxSpan = int64_t(1) << 62;
 
 int64_t abs64(int64_t v) { return v < 0 ? -v : v; }
 
-// Byte offsets of the lowest and one past the highest element relative to base.
+bool is_opencl(const Tensor& t) { return t.device.device_type == kDLOpenCL; }
+
+}  // namespace
+
 void byte_range(const Tensor& t, int64_t* lo, int64_t* hi) {
   int64_t l = 0, h = 0;
   for (int i = 0; i < t.ndim; i++) {
@@ -26,8 +29,6 @@ void byte_range(const Tensor& t, int64_t* lo, int64_t* hi) {
   *lo = l * t.itemsize;
   *hi = (h + 1) * t.itemsize;
 }
-
-}  // namespace
 
 const char* format_dims(const int64_t* v, int n, char* buf, size_t size) {
   size_t used = 0;
@@ -151,6 +152,7 @@ sdrop_status describe(const DLTensor* t, const char* name, Tensor* out) {
   }
   // An empty tensor may have NULL data: no pointer arithmetic on it (UB, found by fuzzing).
   r.base = t->data ? static_cast<char*>(t->data) + t->byte_offset : nullptr;
+  r.data = t->data;
   *out = r;
   return SDROP_OK;
 }
@@ -179,17 +181,37 @@ static bool cpu_addressable(DLDevice d) {
   return d.device_type == kDLCPU || d.device_type == kDLCUDAHost;
 }
 
-sdrop_status cpu_device(const Tensor& t) {
-  if (cpu_addressable(t.device)) return SDROP_OK;
+sdrop_status backend_of(const Tensor& t, Backend* out) {
   char dev[64];
+  if (cpu_addressable(t.device)) {
+    *out = Backend::cpu;
+    return SDROP_OK;
+  }
+  if (t.device.device_type == kDLCUDA || t.device.device_type == kDLOpenCL) {
+    // GPU loads and stores need naturally aligned elements; an OpenCL offset is counted
+    // in elements from the start of the cl_mem.
+    const uintptr_t addr = t.device.device_type == kDLOpenCL
+                               ? uintptr_t(t.base - static_cast<char*>(t.data))
+                               : reinterpret_cast<uintptr_t>(t.base);
+    if (t.numel > 0 && addr % uintptr_t(t.itemsize) != 0) {
+      return fail(SDROP_ERROR_UNSUPPORTED,
+                  "%s on %s: data + byte_offset must be a multiple of the element size (%d "
+                  "bytes), got byte_offset %" PRIu64,
+                  t.name, device_name(t.device, dev, sizeof dev), t.itemsize,
+                  uint64_t(t.base - static_cast<char*>(t.data)));
+    }
+    *out = t.device.device_type == kDLCUDA ? Backend::cuda : Backend::opencl;
+    return SDROP_OK;
+  }
   return fail(SDROP_ERROR_UNSUPPORTED,
-              "%s is on %s: this build of sdrop runs on the CPU only (kDLCPU, kDLCUDAHost)",
-              t.name, device_name(t.device, dev, sizeof dev));
+              "%s is on %s: sdrop runs on kDLCPU, kDLCUDAHost, kDLCUDA and kDLOpenCL", t.name,
+              device_name(t.device, dev, sizeof dev));
 }
 
-sdrop_status same_cpu_device(const Tensor& a, const Tensor& b) {
-  const bool same = a.device.device_type == b.device.device_type &&
-                    (cpu_addressable(a.device) || a.device.device_id == b.device.device_id);
+sdrop_status same_device(const Tensor& a, const Tensor& b) {
+  const bool same = (cpu_addressable(a.device) && cpu_addressable(b.device)) ||
+                    (a.device.device_type == b.device.device_type &&
+                     a.device.device_id == b.device.device_id);
   if (!same) {
     char da[64], db[64];
     return fail(SDROP_ERROR_INVALID_ARGUMENT,
@@ -197,7 +219,7 @@ sdrop_status same_cpu_device(const Tensor& a, const Tensor& b) {
                 b.name, a.name, device_name(a.device, da, sizeof da), b.name,
                 device_name(b.device, db, sizeof db));
   }
-  return cpu_device(a);
+  return SDROP_OK;
 }
 
 bool same_shape(const Tensor& a, const Tensor& b) {
@@ -257,6 +279,7 @@ bool self_overlapping(const Tensor& t) {
 
 bool exactly_in_place(const Tensor& a, const Tensor& b) {
   if (a.base != b.base || a.ndim != b.ndim || a.itemsize != b.itemsize) return false;
+  if ((is_opencl(a) || is_opencl(b)) && a.data != b.data) return false;
   for (int i = 0; i < a.ndim; i++) {
     if (a.shape[i] != b.shape[i]) return false;
     if (a.shape[i] > 1 && a.strides[i] != b.strides[i]) return false;
@@ -266,6 +289,9 @@ bool exactly_in_place(const Tensor& a, const Tensor& b) {
 
 bool ranges_intersect(const Tensor& a, const Tensor& b) {
   if (a.numel == 0 || b.numel == 0) return false;
+  // cl_mem handles are not addresses: different buffers never share memory (sub-buffers
+  // of one buffer are not detected), and within one buffer the offsets are compared.
+  if ((is_opencl(a) || is_opencl(b)) && a.data != b.data) return false;
   int64_t alo, ahi, blo, bhi;
   byte_range(a, &alo, &ahi);
   byte_range(b, &blo, &bhi);

@@ -120,6 +120,38 @@ SDROP_API sdrop_cpu_isa sdrop_get_host_cpu_isa(void);
 /* "sse41", "avx2", "avx512", "all"; "unknown" for other values. */
 SDROP_API const char* sdrop_cpu_isa_name(sdrop_cpu_isa isa);
 
+/* ---- GPU backends ---------------------------------------------------------------------
+   A call runs where its tensors live: kDLCPU and kDLCUDAHost on the CPU, kDLCUDA on a CUDA
+   GPU, kDLOpenCL on an OpenCL device. Every tensor of a call must be on the same device
+   (type and device_id). Results are bit-identical to the CPU's.
+
+   GPU calls are enqueued on the caller's CUDA stream / OpenCL queue and return without
+   waiting: the output is ready when that stream / queue reaches the call, like any other
+   work on it. The handles below are per thread (like CUDA's current context): set them on
+   the thread that makes the calls. sdrop neither retains nor releases them; they must
+   outlive the calls that use them. Without a driver, a device or the handles a call needs,
+   it fails with SDROP_ERROR_BACKEND_UNAVAILABLE and a message; the library itself loads
+   and runs on the CPU on a machine with neither CUDA nor OpenCL (the drivers are opened
+   at the first GPU call). */
+
+/* CUDA: DLTensor.data is a device pointer (cudaMalloc, PyTorch, CuPy), plus byte_offset.
+   context: a CUcontext on the tensors' device; NULL = the primary context of the tensors'
+   device_id (the one the CUDA runtime API, PyTorch and CuPy use).
+   stream: a CUstream / cudaStream_t of that context; NULL = its legacy default stream.
+   Always returns SDROP_OK. */
+SDROP_API sdrop_status sdrop_set_cuda_stream(void* context, void* stream);
+SDROP_API void sdrop_get_cuda_stream(void** context, void** stream);
+
+/* OpenCL: DLTensor.data is a cl_mem buffer and byte_offset an offset into it (as PyOpenCL
+   arrays have), a multiple of the element size. context: the cl_context of the buffers;
+   queue: a cl_command_queue of that context, whose device runs the call. Both or neither
+   (NULL, NULL: none, and OpenCL calls fail with SDROP_ERROR_BACKEND_UNAVAILABLE); one
+   without the other is SDROP_ERROR_INVALID_ARGUMENT. float64 needs cl_khr_fp64 on the
+   device (else SDROP_ERROR_UNSUPPORTED); float16 needs no cl_khr_fp16. Kernels are compiled
+   at the first call per context and cached until the process ends. */
+SDROP_API sdrop_status sdrop_set_opencl_queue(void* context, void* queue);
+SDROP_API void sdrop_get_opencl_queue(void** context, void** queue);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
