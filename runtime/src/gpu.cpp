@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include <cinttypes>
+#include <cstdio>
 #include <cstring>
 
 #include "HalideRuntime.h"
@@ -137,10 +138,13 @@ void load_cuda() {
   g_cuda = a;
 }
 
+// "CUDA_ERROR_NO_DEVICE (100)"; one thread-local buffer, enough for one message.
 const char* cu_name(CUresult r) {
+  thread_local char buf[96];
   const char* s = nullptr;
-  if (g_cuda.cuGetErrorName) g_cuda.cuGetErrorName(r, &s);
-  return s ? s : "unknown CUresult";
+  if (g_cuda.cuGetErrorName && g_cuda.cuGetErrorName(r, &s) != 0) s = nullptr;
+  std::snprintf(buf, sizeof buf, "%s (%d)", s ? s : "CUresult", r);
+  return buf;
 }
 
 // Primary contexts, retained once per device and kept for the life of the process.
