@@ -139,7 +139,10 @@ def _dl(x, keep: list):
             x = x.view(torch.uint8)
     if not hasattr(x, "__dlpack__"):
         raise TypeError(f"expected a NumPy array or an object with __dlpack__, got {type(x).__name__}")
-    cap = x.__dlpack__()
+    stream = _torch_cuda_stream(x)
+    # A CUDA tensor is handed over for use on its current stream (where sdrop then enqueues):
+    # no synchronisation needed.
+    cap = x.__dlpack__() if stream is None else x.__dlpack__(stream=stream)
     ptr = _lib.capsule_tensor(cap)
     keep.extend((x, cap))  # the capsule's destructor frees the DLManagedTensor: keep it alive
     return ctypes.cast(ptr, ctypes.POINTER(_lib.DLTensor))
@@ -174,9 +177,21 @@ def _output(x, inplace, out):
     return _empty_like(x) if out is None else out
 
 
+def _torch_cuda_stream(x):
+    """The current CUDA stream (an int handle) of a PyTorch CUDA tensor, else None."""
+    if _is_torch(x) and x.is_cuda:
+        return _torch_mod().cuda.current_stream(x.device).cuda_stream
+    return None
+
+
 def _run(fn, params, *tensors):
     keep: list = []
     ptrs = [_dl(t, keep) for t in tensors]
+    stream = next((s for s in map(_torch_cuda_stream, tensors) if s is not None), None)
+    if stream is not None:
+        # PyTorch's current stream, in the device's primary context (where PyTorch allocates):
+        # the call is ordered after the work that produced the inputs, like a torch op.
+        _lib.check(_lib.lib.sdrop_set_cuda_stream(None, ctypes.c_void_p(stream or None)))
     status = fn(ctypes.byref(params), *ptrs)
     del keep
     _lib.check(status)

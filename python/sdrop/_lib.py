@@ -142,6 +142,8 @@ _sig = {
     "sdrop_get_cpu_isa": (ctypes.c_int, []),
     "sdrop_get_host_cpu_isa": (ctypes.c_int, []),
     "sdrop_cpu_isa_name": (ctypes.c_char_p, [ctypes.c_int]),
+    "sdrop_set_cuda_stream": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p]),
+    "sdrop_set_opencl_queue": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p]),
 }
 for _name, (_res, _args) in _sig.items():
     _f = getattr(lib, _name, None)

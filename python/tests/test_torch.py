@@ -177,3 +177,37 @@ def test_numpy_only_import_does_not_load_torch():
            "assert 'torch' not in sys.modules"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+# ---- CUDA tensors (skipped without a GPU) ---------------------------------------------------
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device for PyTorch")
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_cuda_tensor_matches_cpu_bit_for_bit(dtype, layout):
+    x = nonzero_input((4, 16, 9, 7), torch.float32).to(dtype)
+    y_cpu = sdrop.spatial_dropout(x, 0.4, seed=7, offset=3, layout=layout)
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):  # sdrop enqueues on PyTorch's current stream
+        xg = x.cuda()
+        yg = sdrop.spatial_dropout(xg, 0.4, seed=7, offset=3, layout=layout)
+        sdrop.spatial_dropout(xg, 0.4, seed=7, offset=3, layout=layout, inplace=True)
+    s.synchronize()
+    assert yg.is_cuda
+    bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+    assert torch.equal(yg.cpu().view(bits), y_cpu.view(bits))
+    assert torch.equal(xg.cpu().view(bits), y_cpu.view(bits))  # in place gave the same bits
+
+
+@cuda
+def test_cuda_autograd_matches_cpu():
+    x = nonzero_input((2, 8, 5, 5), torch.float32).requires_grad_()
+    xg = x.detach().cuda().requires_grad_()
+    y = st.SpatialDropoutFunction.apply(x, 0.5, 11, 2, 0b11, False)
+    yg = st.SpatialDropoutFunction.apply(xg, 0.5, 11, 2, 0b11, False)
+    y.sum().backward()
+    yg.sum().backward()
+    assert torch.equal(yg.detach().cpu(), y.detach())
+    assert torch.equal(xg.grad.cpu(), x.grad)
