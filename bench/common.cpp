@@ -164,6 +164,33 @@ void* buf_b() {
   return g_b;
 }
 
+void fill_pattern(DType d, void* dst, int64_t numel) {
+  static uint16_t h16[1000], b16[1000];
+  static float f32[1000];
+  static const bool tables = [] {
+    for (int i = 0; i < 1000; ++i) {
+      f32[i] = 1.0f + float(i) * 0.001f;
+      h16[i] = f32_to_f16(f32[i]);
+      b16[i] = f32_to_bf16(f32[i]);
+    }
+    return true;
+  }();
+  (void)tables;
+  pool().run([&](int t, int nt) {
+    size_t b, e;
+    chunk(size_t(numel), t, nt, 64, &b, &e);
+    for (size_t i = b; i < e; ++i) {
+      int k = int(i % 1000);
+      switch (d) {
+        case DType::f32: static_cast<float*>(dst)[i] = f32[k]; break;
+        case DType::f64: static_cast<double*>(dst)[i] = 1.0 + k * 0.001; break;
+        case DType::f16: static_cast<uint16_t*>(dst)[i] = h16[k]; break;
+        case DType::bf16: static_cast<uint16_t*>(dst)[i] = b16[k]; break;
+      }
+    }
+  });
+}
+
 void fill_input(DType d, int64_t numel) {
   ensure_buffers();
   if (g_filled_dtype == int(d) && g_filled_numel >= numel) return;
@@ -171,27 +198,7 @@ void fill_input(DType d, int64_t numel) {
     std::fprintf(stderr, "sdrop_bench: buffer too small for %lld elements\n", (long long)numel);
     std::abort();
   }
-  static uint16_t h16[1000], b16[1000];
-  static float f32[1000];
-  for (int i = 0; i < 1000; ++i) {
-    f32[i] = 1.0f + float(i) * 0.001f;
-    h16[i] = f32_to_f16(f32[i]);
-    b16[i] = f32_to_bf16(f32[i]);
-  }
-  void* a = g_a;
-  pool().run([&](int t, int nt) {
-    size_t b, e;
-    chunk(size_t(numel), t, nt, 64, &b, &e);
-    for (size_t i = b; i < e; ++i) {
-      int k = int(i % 1000);
-      switch (d) {
-        case DType::f32: static_cast<float*>(a)[i] = f32[k]; break;
-        case DType::f64: static_cast<double*>(a)[i] = 1.0 + k * 0.001; break;
-        case DType::f16: static_cast<uint16_t*>(a)[i] = h16[k]; break;
-        case DType::bf16: static_cast<uint16_t*>(a)[i] = b16[k]; break;
-      }
-    }
-  });
+  fill_pattern(d, g_a, numel);
   g_filled_dtype = int(d);
   g_filled_numel = numel;
 }

@@ -24,6 +24,7 @@ struct Config {
   double warmup = 0.1;     // seconds of warm-up before the first repetition
   bool thp = false;        // madvise(MADV_HUGEPAGE) on the benchmark buffers
   bool torch = true;       // libtorch peer benchmarks (when built with libtorch)
+  bool gpu = true;         // CUDA / OpenCL benchmarks (when built and a device exists)
 };
 const Config& config();
 
@@ -116,6 +117,9 @@ void* buf_a();
 void* buf_b();
 // Makes A hold numel well-defined values of dtype (1 + (i % 1000)/1000): skipped if it does.
 void fill_input(DType d, int64_t numel);
+// Writes those values to any host buffer of numel elements of dtype (in parallel): the GPU
+// benchmarks stage their device inputs through it.
+void fill_pattern(DType d, void* dst, int64_t numel);
 // B[0:bytes) = A[0:bytes), in parallel (outside timed loops: the in-place operand).
 void copy_a_to_b(size_t bytes);
 

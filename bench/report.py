@@ -11,6 +11,14 @@ Benchmark names (see sdrop_bench.cpp):
     sdrop/<fwd|bwd>/<dtype>/<nchw|nhwc>/<size>/p<p>/<zero|mul>/<oop|inplace>[/isa=<isa>]
     torch/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/mul/<oop|inplace>
     ref/<scale|scale_inplace|zero|ntcopy|memcpy_1t>/<f32|f64|16bit>/<size>
+    gpu/<cuda|opencl>/sdrop/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/<zero|mul>/<oop|inplace>
+    gpu/cuda/cudnn/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/mul/oop
+    gpu/cuda/ref/memcpy_d2d/<f32|f64|16bit>/<size>
+    gpu/opencl/ref/copy/f32/<size>
+The GPU rows (sdrop_bench --benchmark_filter=^gpu/, or SDROP_BENCH_GPU=1 run_report.sh) get
+their own sections, with sdrop against cudaMemcpy D2D and cuDNN's dropout (CUDA) or a copy
+kernel (OpenCL) from the same run; a report without them is unchanged, and a GPU-only run
+gives only the GPU sections.
 Google Benchmark's own suffixes (min_time:..., repeats:..., real_time) are dropped.
 """
 import argparse
@@ -63,6 +71,17 @@ def parse_key(run_name):
         return (impl, op, dt, layout, size, float(p[1:]), mode, place, isa)
     if t[0] == "ref" and len(t) == 4:
         return ("ref", t[1], t[2], t[3])
+    if t[0] == "gpu" and len(t) == 10 and t[2] in ("sdrop", "cudnn"):
+        # ("gpu", backend, impl, op, dtype, layout, size, p, mode, place)
+        _, backend, impl, op, dt, layout, size, p, mode, place = t
+        if size not in SIZES or dt not in WIDTH or not p.startswith("p"):
+            return None
+        return ("gpu", backend, impl, op, dt, layout, size, float(p[1:]), mode, place)
+    if t[0] == "gpu" and len(t) == 6 and t[2] == "ref":
+        # ("gpu", backend, "ref", kind, width, size)
+        if t[5] not in SIZES:
+            return None
+        return ("gpu", t[1], "ref", t[3], t[4], t[5])
     return None
 
 
@@ -269,6 +288,24 @@ def targets(rep):
     return out
 
 
+def run_lines(rep, cmdline):
+    c = rep.ctx
+    lines = []
+    la = c.get("load_avg")
+    lines.append(
+        f"Run: `{cmdline}`; sdrop {c.get('sdrop_version', '?')} (ISA {c.get('sdrop_isa', '?')}, "
+        f"host {c.get('sdrop_host_isa', '?')}), libtorch {c.get('torch_version', '?')}, "
+        f"{c.get('bench_repetitions', '?')} repetitions × ≥ {num(c.get('bench_min_time_s'))} s "
+        f"(medians), warm-up {num(c.get('bench_warmup_s'))} s, {c.get('date', '?')}"
+        + (f", load average at start {la[0]:.2f}" if la else "") + ".")
+    if la and la[0] > 1.0:
+        lines.append("")
+        lines.append(f"**Warning:** the load average was {la[0]:.2f} when the run started on "
+                     f"{c.get('num_cpus', '?')} CPUs: other work shared the machine and the "
+                     "numbers are noisier than they should be.")
+    return lines
+
+
 def headline(rep, cmdline):
     L = "large"
     c = rep.ctx
@@ -328,18 +365,7 @@ def headline(rep, cmdline):
     if c.get("torch_skipped"):
         lines.append(f"libtorch left out: {c['torch_skipped']}.")
     lines.append("")
-    la = c.get("load_avg")
-    lines.append(
-        f"Run: `{cmdline}`; sdrop {c.get('sdrop_version', '?')} (ISA {c.get('sdrop_isa', '?')}, "
-        f"host {c.get('sdrop_host_isa', '?')}), libtorch {c.get('torch_version', '?')}, "
-        f"{c.get('bench_repetitions', '?')} repetitions × ≥ {num(c.get('bench_min_time_s'))} s "
-        f"(medians), warm-up {num(c.get('bench_warmup_s'))} s, {c.get('date', '?')}"
-        + (f", load average at start {la[0]:.2f}" if la else "") + ".")
-    if la and la[0] > 1.0:
-        lines.append("")
-        lines.append(f"**Warning:** the load average was {la[0]:.2f} when the run started on "
-                     f"{c.get('num_cpus', '?')} CPUs: other work shared the machine and the "
-                     "numbers are noisier than they should be.")
+    lines += run_lines(rep, cmdline)
     return lines
 
 
@@ -407,6 +433,190 @@ def tables(rep):
         lines.append(f"| `{dt}/{layout}/{size}/p{p:g}/{place}` | {fmt_t(t)} | "
                      f"{fmt_g(gbs(nb, t))} | {fmt_r(ratio(scale, t))} | "
                      f"{rep.res[k].get('label', '')} |")
+    return lines
+
+
+# ---- GPU rows ------------------------------------------------------------------------------------
+def has_cpu(rep):
+    return any(k[0] in ("sdrop", "torch", "ref") for k in rep.res)
+
+
+def gpu_backends(rep):
+    return [b for b in ("cuda", "opencl")
+            if any(k[0] == "gpu" and k[1] == b for k in rep.res)]
+
+
+def gpu_sdrop(rep, backend, dt, layout, size, p, mode, place):
+    return rep.t(("gpu", backend, "sdrop", "fwd", dt, layout, size, p, mode, place))
+
+
+def gpu_memcpy(rep, dt, size):
+    return rep.t(("gpu", "cuda", "ref", "memcpy_d2d", REF_DTYPE.get(dt, dt), size))
+
+
+def gpu_cudnn(rep, dt, layout, size, p):
+    # cuDNN's dropout: element-wise mask, always multiplies, out of place.
+    return rep.t(("gpu", "cuda", "cudnn", "fwd", dt, layout, size, p, "mul", "oop"))
+
+
+def gpu_copy(rep, dt, size):
+    return rep.t(("gpu", "opencl", "ref", "copy", REF_DTYPE.get(dt, dt), size))
+
+
+def gpu_rows(rep, backend, impl):
+    keys = [k for k in rep.res if k[0] == "gpu" and k[1] == backend and k[2] == impl]
+
+    def order(k):
+        _, _, _, op, dt, layout, size, p, mode, place = k
+        return (list(WIDTH).index(dt), SIZE_ORDER.index(size), layout, p, mode != "zero",
+                place != "oop")
+
+    return sorted(keys, key=order)
+
+
+def fmt_cv(r):
+    cv = r.get("cv")
+    return "–" if cv is None else f"{cv * 100:.1f}%"
+
+
+def gpu_headline(rep):
+    """Headline lines for the GPU rows (empty when there are none)."""
+    L = "large"
+    c = rep.ctx
+    n = numel(L)
+    nb = 2 * n * 4
+    lines = []
+    backends = gpu_backends(rep)
+    if not backends:
+        return lines
+    lines.append("## GPU headline: f32, NCHW")
+    lines.append("")
+    if "cuda" in backends:
+        lines.append(f"### CUDA, 32×64×112×112 ({n * 4 / 1e6:.0f} MB per tensor)")
+        lines.append("")
+        tm = gpu_memcpy(rep, "f32", L)
+        lines.append(f"CUDA: {c.get('cuda', '?')}; CUDA runtime {c.get('cuda_runtime', '?')}, "
+                     f"driver {c.get('cuda_driver', '?')}, cuDNN {c.get('cudnn', '?')}. "
+                     "CUDA-event time of one call on one stream; ratios `t_reference / t_sdrop` "
+                     "(≥ 1: sdrop is faster).")
+        lines.append("")
+        lines.append("| p | sdrop default | GB/s | vs memcpy D2D | vs cuDNN dropout | "
+                     "multiply: GB/s | vs memcpy D2D | vs cuDNN dropout | in place: GB/s | "
+                     "vs memcpy D2D |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        for p in PS:
+            t = gpu_sdrop(rep, "cuda", "f32", "nchw", L, p, "zero", "oop")
+            tmul = gpu_sdrop(rep, "cuda", "f32", "nchw", L, p, "mul", "oop")
+            ti = gpu_sdrop(rep, "cuda", "f32", "nchw", L, p, "zero", "inplace")
+            td = gpu_cudnn(rep, "f32", "nchw", L, p)
+            lines.append(
+                f"| {p} | {fmt_t(t)} | {fmt_g(gbs(nb, t))} | {fmt_r(ratio(tm, t))} | "
+                f"{fmt_r(ratio(td, t))} | {fmt_g(gbs(nb, tmul))} | {fmt_r(ratio(tm, tmul))} | "
+                f"{fmt_r(ratio(td, tmul))} | {fmt_g(gbs(nb, ti))} | {fmt_r(ratio(tm, ti))} |")
+        lines.append("")
+        tds = [gpu_cudnn(rep, "f32", "nchw", L, p) for p in PS]
+        lines.append(f"References (same run): cudaMemcpyAsync D2D {fmt_t(tm)} "
+                     f"({fmt_g(gbs(nb, tm))} GB/s); cuDNN dropout (element-wise, "
+                     "p=0.1/0.5/0.9) " + "/".join(fmt_t(x) for x in tds) + " ("
+                     + "/".join(fmt_g(gbs(nb, x)) for x in tds) + " GB/s).")
+        if c.get("cudnn_skipped"):
+            lines.append(f"cuDNN dropout left out: {c['cudnn_skipped']}.")
+        lines.append("")
+    if "opencl" in backends:
+        lines.append("### OpenCL")
+        lines.append("")
+        lines.append(f"OpenCL: {c.get('opencl', '?')}. Time of one call up to `clFinish`; "
+                     "ratio `t_copy / t_sdrop` against a plain copy kernel of the same bytes.")
+        lines.append("")
+        for size in SIZE_ORDER:
+            t = gpu_sdrop(rep, "opencl", "f32", "nchw", size, 0.5, "zero", "oop")
+            tc = gpu_copy(rep, "f32", size)
+            if t is None and tc is None:
+                continue
+            b = 2 * numel(size) * 4
+            tmul = gpu_sdrop(rep, "opencl", "f32", "nchw", size, 0.5, "mul", "oop")
+            line = (f"- {size} {'×'.join(map(str, SIZES[size]))}, p=0.5: sdrop default "
+                    f"{fmt_t(t)} ({fmt_g(gbs(b, t))} GB/s) = {fmt_r(ratio(tc, t))} the copy "
+                    f"kernel ({fmt_t(tc)}, {fmt_g(gbs(b, tc))} GB/s)")
+            if tmul is not None:
+                line += (f"; multiply {fmt_t(tmul)} ({fmt_g(gbs(b, tmul))} GB/s) = "
+                         f"{fmt_r(ratio(tc, tmul))}")
+            lines.append(line + ".")
+        lines.append("")
+    return lines
+
+
+def gpu_tables(rep):
+    lines = []
+    backends = gpu_backends(rep)
+    if "cuda" in backends:
+        lines.append("## CUDA: sdrop on device memory")
+        lines.append("")
+        lines.append("Ratios are `t_reference / t_sdrop` (≥ 1: sdrop is faster), both from this "
+                     "run: a device-to-device `cudaMemcpyAsync` of the same numel·sizeof bytes, "
+                     "and cuDNN's `cudnnDropoutForward` at the same dtype, layout, size and p "
+                     "(an element-wise mask, always `x·mask·scale`, out of place; in-place rows "
+                     "are set against the same out-of-place references). Bytes: 2·numel·sizeof.")
+        lines.append("")
+        lines.append("| case | time | GB/s | cv | vs memcpy D2D | vs cuDNN dropout |")
+        lines.append("|---|---|---|---|---|---|")
+        for k in gpu_rows(rep, "cuda", "sdrop"):
+            _, _, _, op, dt, layout, size, p, mode, place = k
+            r = rep.res[k]
+            t = r["median"]
+            nb = 2 * numel(size) * WIDTH[dt]
+            name = "/".join((op, dt, layout, size, f"p{p:g}", mode, place))
+            lines.append(f"| `{name}` | {fmt_t(t)} | {fmt_g(gbs(nb, t))} | {fmt_cv(r)} | "
+                         f"{fmt_r(ratio(gpu_memcpy(rep, dt, size), t))} | "
+                         f"{fmt_r(ratio(gpu_cudnn(rep, dt, layout, size, p), t))} |")
+        lines.append("")
+        lines.append("### CUDA references")
+        lines.append("")
+        lines.append("| reference | case | time | GB/s | cv |")
+        lines.append("|---|---|---|---|---|")
+        refs = sorted((k for k in rep.res if k[0] == "gpu" and k[1] == "cuda" and k[2] == "ref"),
+                      key=lambda k: (["f32", "16bit", "f64"].index(k[4]) if k[4] in
+                                     ("f32", "16bit", "f64") else 9, SIZE_ORDER.index(k[5])))
+        for k in refs:
+            r = rep.res[k]
+            width = {"f32": 4, "16bit": 2, "f64": 8}.get(k[4], 4)
+            nb = 2 * numel(k[5]) * width
+            lines.append(f"| {k[3]} | `{k[4]}/{k[5]}` | {fmt_t(r['median'])} | "
+                         f"{fmt_g(gbs(nb, r['median']))} | {fmt_cv(r)} |")
+        for k in gpu_rows(rep, "cuda", "cudnn"):
+            _, _, _, op, dt, layout, size, p, mode, place = k
+            r = rep.res[k]
+            nb = 2 * numel(size) * WIDTH[dt]
+            lines.append(f"| cudnn dropout | `{dt}/{layout}/{size}/p{p:g}` | "
+                         f"{fmt_t(r['median'])} | {fmt_g(gbs(nb, r['median']))} | "
+                         f"{fmt_cv(r)} |")
+        lines.append("")
+    if "opencl" in backends:
+        lines.append("## OpenCL: sdrop on cl_mem buffers")
+        lines.append("")
+        lines.append(f"Device: {rep.ctx.get('opencl', '?')}. Each call is timed up to "
+                     "`clFinish`; the ratio is `t_copy / t_sdrop` against a plain copy kernel "
+                     "(`out[i] = in[i]`, one work item per element) of the same bytes, same run. "
+                     "Bytes: 2·numel·sizeof.")
+        lines.append("")
+        lines.append("| case | time | GB/s | cv | vs copy kernel |")
+        lines.append("|---|---|---|---|---|")
+        for k in gpu_rows(rep, "opencl", "sdrop"):
+            _, _, _, op, dt, layout, size, p, mode, place = k
+            r = rep.res[k]
+            t = r["median"]
+            nb = 2 * numel(size) * WIDTH[dt]
+            name = "/".join((op, dt, layout, size, f"p{p:g}", mode, place))
+            lines.append(f"| `{name}` | {fmt_t(t)} | {fmt_g(gbs(nb, t))} | {fmt_cv(r)} | "
+                         f"{fmt_r(ratio(gpu_copy(rep, dt, size), t))} |")
+        for k in sorted((k for k in rep.res if k[0] == "gpu" and k[1] == "opencl"
+                         and k[2] == "ref"), key=lambda k: SIZE_ORDER.index(k[5])):
+            r = rep.res[k]
+            width = {"f32": 4, "16bit": 2, "f64": 8}.get(k[4], 4)
+            nb = 2 * numel(k[5]) * width
+            lines.append(f"| {k[3]} kernel `{k[4]}/{k[5]}` | {fmt_t(r['median'])} | "
+                         f"{fmt_g(gbs(nb, r['median']))} | {fmt_cv(r)} | 1.00× |")
+        lines.append("")
     return lines
 
 
@@ -500,21 +710,32 @@ def main():
         shutil.copyfile(args.json, raw)
 
     rep = Report(data, res)
-    head = headline(rep, args.cmd)
+    cpu = has_cpu(rep)
+    head = []
+    if cpu:
+        head += headline(rep, args.cmd)   # ends with the Run line
+    head += gpu_headline(rep)
+    if not cpu:
+        head += run_lines(rep, args.cmd)
     md = ["# sdrop benchmark report", ""]
     md += head
     if errors:
         md += ["", "## Errors", ""] + [f"- `{e}`" for e in errors]
-    md += [""] + tables(rep) + [""]
+    md += [""]
+    if cpu:
+        md += tables(rep) + [""]
+    if gpu_backends(rep):
+        md += gpu_tables(rep)
     md_path = os.path.join(out, "bench.md")
     with open(md_path, "w") as f:
         f.write("\n".join(md))
-    if not args.no_plot:
+    plotted = cpu and not args.no_plot   # the plot is of the CPU rows
+    if plotted:
         plot(rep, os.path.join(out, "bench.png"))
 
     print("\n".join(head))
-    print(f"\nWrote {md_path}, {raw}" + ("" if args.no_plot else
-                                          f", {os.path.join(out, 'bench.png')}"))
+    print(f"\nWrote {md_path}, {raw}" + (f", {os.path.join(out, 'bench.png')}" if plotted
+                                          else ""))
     if errors:
         for e in errors:
             print(f"report.py: benchmark error: {e}", file=sys.stderr)

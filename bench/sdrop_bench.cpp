@@ -12,11 +12,21 @@
 //   --warmup=S        warm-up seconds before the first repetition (default 0.1)
 //   --thp             madvise(MADV_HUGEPAGE) on the buffers (default: the system's policy)
 //   --no_torch        leave out the libtorch peer
+//   --no_gpu          leave out the CUDA and OpenCL benchmarks: no GPU driver is even asked
+//                     for a device (bench/run_report.sh passes it unless SDROP_BENCH_GPU=1
+//                     or SDROP_BENCH_GPU=only)
+//
+// GPU benchmarks (gpu.h, gpu_cuda.cpp, gpu_opencl.cpp), registered when the binary was built
+// with CUDA + cuDNN / OpenCL and a device answers (else one line on stderr says why):
+//   sdrop_bench --benchmark_filter=^gpu/          every GPU benchmark, and only those
+//   sdrop_bench --benchmark_filter=^gpu/cuda/     sdrop vs cudaMemcpy D2D and cuDNN dropout
+//   sdrop_bench --benchmark_filter=^gpu/opencl/   sdrop vs an OpenCL copy kernel
 //
 // Benchmark names ("/"-separated, parsed by report.py):
 //   sdrop/<fwd|bwd>/<dtype>/<nchw|nhwc>/<size>/p<p>/<zero|mul>/<oop|inplace>[/isa=<isa>]
 //   torch/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/mul/<oop|inplace>
 //   ref/<scale|scale_inplace|zero|ntcopy|memcpy_1t>/<f32|f64|16bit>/<size>
+//   gpu/...: see gpu.h
 // Bytes processed: 2 * numel * sizeof(dtype) for dropout and the scales and copies, numel *
 // sizeof(dtype) for the zero fill.
 #include <benchmark/benchmark.h>
@@ -29,6 +39,7 @@
 #include <vector>
 
 #include "common.h"
+#include "gpu.h"
 #include "torch_peer.h"
 
 namespace sdb {
@@ -354,6 +365,7 @@ int main(int argc, char** argv) {
     if (flag_value(argv[i], "--full", &v)) cfg.full = true;
     else if (flag_value(argv[i], "--thp", &v)) cfg.thp = true;
     else if (flag_value(argv[i], "--no_torch", &v)) cfg.torch = false;
+    else if (flag_value(argv[i], "--no_gpu", &v)) cfg.gpu = false;
     else if (flag_value(argv[i], "--threads", &v)) threads = int(to_double("--threads", v));
     else if (flag_value(argv[i], "--reps", &v)) cfg.reps = int(to_double("--reps", v));
     else if (flag_value(argv[i], "--min_time", &v)) cfg.min_time = to_double("--min_time", v);
@@ -384,6 +396,13 @@ int main(int argc, char** argv) {
   if (cfg.torch) benchmark::AddCustomContext("torch_threads", std::to_string(torch_threads()));
 
   register_all();
+  if (cfg.gpu) {
+    register_cuda();
+    register_opencl();
+  } else {
+    benchmark::AddCustomContext("cuda", "skipped (--no_gpu)");
+    benchmark::AddCustomContext("opencl", "skipped (--no_gpu)");
+  }
 
   int rargc = int(rest.size());
   rest.push_back(nullptr);

@@ -60,8 +60,9 @@ def build_and_time(table_path, isa, shape, dtype, knobs, args):
     run(["cmake", "--build", BUILD, "--target", "sdrop_bench"], cwd=ROOT)
     out = os.path.join(BUILD, "tune.json")
     flt = f"^sdrop/fwd/{dtype}/{CLASSES[shape]}/large/p{args.p}/zero/oop/min_time"
-    run([os.path.join(BUILD, "bench", "sdrop_bench"), "--no_torch", f"--reps={args.reps}",
-         f"--benchmark_filter={flt}", f"--benchmark_out={out}", "--benchmark_out_format=json"])
+    run([os.path.join(BUILD, "bench", "sdrop_bench"), "--no_torch", "--no_gpu",
+         f"--reps={args.reps}", f"--benchmark_filter={flt}", f"--benchmark_out={out}",
+         "--benchmark_out_format=json"])
     with open(out) as f:
         rows = json.load(f)["benchmarks"]
     scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
