@@ -55,7 +55,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
   GeneratorParam<int> task_elems{"task_elems", 1 << 16, 1024, 1 << 26};
   GeneratorParam<int> channel_block{"channel_block", 2048, 16, 1 << 16};
   // GPU rows: elements per thread per block (a block covers kGpuThreads * gpu_unroll).
-  GeneratorParam<int> gpu_unroll{"gpu_unroll", 4, 1, 64};
+  GeneratorParam<int> gpu_unroll{"gpu_unroll", 1, 1, 64};
 
   void configure() {
     const bool has_x = op != Op::mask;
@@ -126,14 +126,14 @@ class SdropGenerator : public Generator<SdropGenerator> {
     out.output_buffer().dim(0).set_stride(Expr());
     if (x) (*x).dim(0).set_stride(Expr());
     if (mask_in) (*mask_in).dim(0).set_stride(Expr());
+    Expr dense = out.output_buffer().dim(0).stride() == 1;
+    if (x) dense = dense && (*x).dim(0).stride() == 1;
     if (gpu()) {
-      schedule_gpu(out);
+      schedule_gpu(out, dense);
       return;
     }
 
     const int vec = natural_vector() * vector_factor;
-    Expr dense = out.output_buffer().dim(0).stride() == 1;
-    if (x) dense = dense && (*x).dim(0).stride() == 1;
 
     if (op != Op::mask && shape == Shape::rows) {
       schedule_rows(out, vec, dense);
@@ -284,7 +284,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
   // draw costs about as much as moving a few hundred bytes at an H100's bandwidth.
   static constexpr int kGpuThreads = 256;
 
-  void schedule_gpu(Func out) {
+  void schedule_gpu(Func out, Expr dense) {
     Stage s = out.update(0);
     if (op != Op::mask && shape == Shape::rows) {
       // Block = kGpuThreads * gpu_unroll consecutive elements of one row; each thread
@@ -301,7 +301,8 @@ class SdropGenerator : public Generator<SdropGenerator> {
           .gpu_blocks(block)
           .gpu_threads(t);
       keep_row.compute_at(out, block);
-      s.specialize(!*multiply);  // exact-zero mode: the dropped loop never loads x
+      // Exact-zero mode: the dropped loop never loads x.
+      s.specialize(!*multiply).specialize(dense);
     } else if (shape == Shape::channels_last) {
       // Block = 32 channels x 64 spatial positions of one sample; threads 32 x 8.
       RVar co("co"), ci("ci"), so("so"), si("si"), su("su"), st("st"), sblock("sblock");
@@ -322,6 +323,8 @@ class SdropGenerator : public Generator<SdropGenerator> {
           .gpu_blocks(block)
           .gpu_threads(t);
     }
+    // Unit-stride inner dim (the usual case): simpler addressing, wider accesses.
+    s.specialize(dense);
   }
 
   void schedule_elementwise(Func out, int vec, Expr dense) {
