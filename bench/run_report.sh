@@ -6,7 +6,9 @@
 #   bench/run_report.sh --threads=1
 #   bench/run_report.sh --full                      # the whole SPEC section 7 matrix (~20 min)
 #   bench/run_report.sh --benchmark_filter=large    # a subset
-# SDROP_BENCH_SKIP_BUILD=1 uses the binary already built.
+# SDROP_BENCH_SKIP_BUILD=1 uses the binary already built. Then sdrop_autosched_bench runs
+# Halide's autoschedulers beside the hand schedule: reports/autosched.md (SDROP_BENCH_AUTOSCHED=0
+# skips it).
 #
 # GPU benchmarks (CUDA: sdrop vs cudaMemcpy D2D and cuDNN dropout; OpenCL: sdrop vs a copy
 # kernel; built when CMake finds CUDA + cuDNN / OpenCL) are left out of the default report
@@ -78,3 +80,21 @@ gpu_env=""
 if [[ "${SDROP_BENCH_GPU:-0}" != 0 ]]; then gpu_env="SDROP_BENCH_GPU=$SDROP_BENCH_GPU "; fi
 "$py" "$root/bench/report.py" "$json" --out "$root/reports" \
   --cmd "${gpu_env}bench/run_report.sh${*:+ $*}"
+
+# Halide's autoschedulers beside the hand schedule (reports/autosched.md; ~1 min). Skipped
+# with SDROP_BENCH_AUTOSCHED=0, and when the binary was not built (the standalone bench build
+# has no generator to build it from).
+as_bin="$root/build/release/bench/autosched/sdrop_autosched_bench"
+if [[ "${SDROP_BENCH_AUTOSCHED:-1}" != 0 && "${SDROP_BENCH_GPU:-0}" != only && -x "$as_bin" ]]; then
+  threads=()
+  for a in "$@"; do [[ "$a" == --threads=* ]] && threads=("$a"); done
+  as_json="$root/reports/autosched.json"
+  echo "run_report.sh: $as_bin (autoschedulers vs the hand schedule)" >&2
+  stdbuf -oL "$as_bin" "${threads[@]}" --benchmark_min_time=0.2 --benchmark_repetitions=5 \
+    --benchmark_report_aggregates_only=true --benchmark_enable_random_interleaving=true \
+    --benchmark_out="$as_json" --benchmark_out_format=json --benchmark_color=false |
+    { grep --line-buffered -E '_median|ERROR' >&2 || true; }
+  "$py" "$root/bench/autosched/report.py" "$as_json" --out "$root/reports/autosched.md" \
+    --schedules "$root/build/release/bench/autosched" > /dev/null
+  echo "run_report.sh: wrote reports/autosched.md" >&2
+fi

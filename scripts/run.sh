@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: install what is missing (with the benchmark's libtorch and matplotlib),
-# build, then the default benchmark report (about 5 minutes on 2 cores): sdrop against the
+# build, then the default benchmark report (about 7 minutes on 2 cores): sdrop against the
 # STREAM-style references and libtorch, written to reports/bench.{md,json,png}.
 # Arguments go to the benchmark, e.g. --threads=1, --full, --benchmark_filter=large.
 set -euo pipefail

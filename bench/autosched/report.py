@@ -39,11 +39,12 @@ def main(argv):
         print("report.py: no autosched results in", a.json, file=sys.stderr)
         return 1
     ctx = data.get("context", {})
+    reps = next((b.get("repetitions") for b in data["benchmarks"] if b.get("repetitions")), None)
     lines = [
         "# Halide's autoschedulers vs the hand schedule",
         "",
         f"float32 32x64x112x112, default mode, {ctx.get('sdrop_threads', '?')} threads, "
-        f"ISA {ctx.get('cpu_isa', '?')}, medians of {ctx.get('repetitions', 'the')} repetitions "
+        f"ISA {ctx.get('cpu_isa', '?')}, medians of {reps or 'the'} repetitions "
         "(`sdrop_autosched_bench`). Kernels called directly on `halide_buffer_t`; `library` is "
         "`sdrop_forward` through the C ABI on the same memory. Ratio: time / hand time (lower is "
         "faster).",
