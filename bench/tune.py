@@ -2,9 +2,19 @@
 """Autotuning sweep over the schedule knobs of the generated kernels, on this machine.
 
 For each canonical shape class (rows: channels-first input; channels_last: NHWC input) and
-dtype, every candidate (vector_factor, task_elems) is compiled into a scratch build
-(build/tune, its own schedule table) and timed with sdrop_bench on the large case, for the
-ISA variant this CPU runs. The fastest candidate per variant is written to
+dtype, candidate schedules are compiled into a scratch build (build/tune, its own schedule
+table) and timed with sdrop_bench on the large case, for the ISA variant this CPU runs. The
+knobs (generator params of generators/sdrop_generator.cpp):
+
+    vector_factor  vectors of the natural width per inner iteration (the unrolling)
+    task_elems     elements per parallel task (the parallel split and grain)
+    tail           vector remainder: predicate | guard (scalar epilogue)
+    skip_reads     rows: exact-zero mode skips loading dropped rows: true | false
+    mask_at        rows: keep bits drawn per task (vectorized) | per row
+
+--strategy=coordinate (default) tries one knob at a time from the defaults, keeping the best
+value before moving to the next knob (about a dozen builds per class); --strategy=grid tries
+every combination. The fastest candidate per variant is written to
 generators/schedule_table.cmake (with --write), which the normal build consumes:
 
     .venv/bin/python bench/tune.py                 # sweep, print the table
@@ -12,8 +22,9 @@ generators/schedule_table.cmake (with --write), which the normal build consumes:
     cmake --build --preset release                 # rebuild with them
 
 Winners closer than --min-gain (10%) to the generator's defaults are not written: memory
-bandwidth on a shared VM drifts by ~10% between runs, so smaller gains are noise. Not yet
-here: the other ops, the ISA variants this CPU does not run, Halide's autoschedulers.
+bandwidth on a shared VM drifts by ~10% between runs, so smaller gains are noise. Not here:
+the ISA variants this CPU does not run (each machine tunes its own). Halide's autoschedulers
+are compared in bench/autosched (reports/autosched.md).
 """
 import argparse
 import itertools
@@ -27,7 +38,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build", "tune")
 TABLE = os.path.join(ROOT, "generators", "schedule_table.cmake")
-DEFAULT = {"vector_factor": 2, "task_elems": 65536}
+DEFAULT = {"vector_factor": 2, "task_elems": 65536, "tail": "predicate", "skip_reads": "true",
+           "mask_at": "task"}
+ROWS_ONLY = ("skip_reads", "mask_at")
 CLASSES = {"rows": "nchw", "channels_last": "nhwc"}
 
 
@@ -44,7 +57,8 @@ def run(cmd, **kw):
 
 def table_text(entries):
     lines = ["# Schedule knobs per kernel variant: SDROP_SCHEDULE_<isa>_<op>_<shape>_<dtype>.",
-             "# Variants not listed use the generator's defaults (vector_factor=2 task_elems=65536).",
+             "# Variants not listed use the generator's defaults (" +
+             " ".join(f"{k}={v}" for k, v in DEFAULT.items()) + ").",
              "# Written by bench/tune.py; hand edits are fine."]
     for (isa, shape, dtype), knobs in sorted(entries.items()):
         val = " ".join(f"{k}={v}" for k, v in sorted(knobs.items()))
@@ -79,6 +93,10 @@ def main():
     ap.add_argument("--shapes", default="rows,channels_last")
     ap.add_argument("--vector-factors", default="1,2,4")
     ap.add_argument("--task-elems", default="16384,65536,262144")
+    ap.add_argument("--tails", default="predicate,guard")
+    ap.add_argument("--skip-reads", default="true,false")
+    ap.add_argument("--mask-at", default="task,row")
+    ap.add_argument("--strategy", choices=["coordinate", "grid"], default="coordinate")
     ap.add_argument("--p", default="0.5")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--min-gain", type=float, default=0.10)
@@ -89,24 +107,44 @@ def main():
                           "(grep -q avx2 /proc/cpuinfo && echo avx2 || echo sse41)"],
                          capture_output=True, text=True).stdout.strip()
     log(f"tuning the {isa} variants")
-    grid = [{"vector_factor": int(v), "task_elems": int(t)}
-            for v, t in itertools.product(args.vector_factors.split(","), args.task_elems.split(","))]
+    space = {"vector_factor": args.vector_factors.split(","),
+             "task_elems": args.task_elems.split(","),
+             "tail": args.tails.split(","),
+             "skip_reads": args.skip_reads.split(","),
+             "mask_at": args.mask_at.split(",")}
     winners = {}
     with tempfile.TemporaryDirectory() as tmp:
         table_path = os.path.join(tmp, "schedule_table.cmake")
         for shape in args.shapes.split(","):
+            knobs_here = {k: v for k, v in space.items() if shape == "rows" or k not in ROWS_ONLY}
             for dtype in args.dtypes.split(","):
-                results = []
-                for i, knobs in enumerate(grid):
-                    t = build_and_time(table_path, isa, shape, dtype, knobs, args)
-                    results.append((t, knobs))
-                    log(f"{shape}/{dtype} [{i + 1}/{len(grid)}] {knobs}: {t:.3f} ms")
-                base = next(t for t, k in results if k == DEFAULT)
-                best_t, best = min(results, key=lambda r: r[0])
+                cache = {}
+
+                def timed(knobs):
+                    key = tuple(sorted(knobs.items()))
+                    if key not in cache:
+                        cache[key] = build_and_time(table_path, isa, shape, dtype, knobs, args)
+                        log(f"{shape}/{dtype} [{len(cache)}] {knobs}: {cache[key]:.3f} ms")
+                    return cache[key]
+
+                base_knobs = {k: str(DEFAULT[k]) for k in knobs_here}
+                base = timed(base_knobs)
+                if args.strategy == "grid":
+                    names = list(knobs_here)
+                    for combo in itertools.product(*(knobs_here[n] for n in names)):
+                        timed(dict(zip(names, combo)))
+                else:
+                    best = dict(base_knobs)
+                    for name, values in knobs_here.items():
+                        for v in values:
+                            timed({**best, name: v})
+                        best[name] = min(values, key=lambda v: timed({**best, name: v}))
+                best_key, best_t = min(cache.items(), key=lambda kv: kv[1])
+                best = dict(best_key)
                 gain = base / best_t - 1
                 print(f"{isa} {shape} {dtype}: default {base:.3f} ms, best {best} "
-                      f"{best_t:.3f} ms ({gain * 100:+.1f}%)")
-                if best != DEFAULT and gain >= args.min_gain:
+                      f"{best_t:.3f} ms ({gain * 100:+.1f}%)", flush=True)
+                if best != base_knobs and gain >= args.min_gain:
                     winners[(isa, shape, dtype)] = best
     if args.write:
         with open(TABLE, "w") as f:

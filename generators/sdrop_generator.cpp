@@ -56,6 +56,17 @@ class SdropGenerator : public Generator<SdropGenerator> {
   GeneratorParam<int> channel_block{"channel_block", 2048, 16, 1 << 16};
   // GPU rows: elements per thread per block (a block covers kGpuThreads * gpu_unroll).
   GeneratorParam<int> gpu_unroll{"gpu_unroll", 1, 1, 64};
+  // More choices the tuning sweep explores (bench/tune.py):
+  //   tail:       the vector loop's remainder, predicated vectors or a scalar epilogue;
+  //   skip_reads: rows only; false keeps the exact-zero mode reading x in dropped rows;
+  //   mask_at:    rows only; keep bits drawn per task (vectorized, on the stack) or per row.
+  enum class Tail { predicate, guard };
+  enum class MaskAt { task, row };
+  GeneratorParam<Tail> tail{
+      "tail", Tail::predicate, {{"predicate", Tail::predicate}, {"guard", Tail::guard}}};
+  GeneratorParam<bool> skip_reads{"skip_reads", true};
+  GeneratorParam<MaskAt> mask_at{
+      "mask_at", MaskAt::task, {{"task", MaskAt::task}, {"row", MaskAt::row}}};
 
   void configure() {
     const bool has_x = op != Op::mask;
@@ -252,14 +263,22 @@ class SdropGenerator : public Generator<SdropGenerator> {
         .fuse(r1o, rows.w, task)
         .parallel(task)
         .unroll(rows.y);
-    keep_row.compute_at(out, task)
-        .bound_storage(d1, kMaxRowsPerTask)
-        .bound_storage(d2, 1)
-        .store_in(MemoryType::Stack)
-        .vectorize(d1, natural_vector(), TailStrategy::GuardWithIf);
+    if (mask_at == MaskAt::task) {
+      keep_row.compute_at(out, task)
+          .bound_storage(d1, kMaxRowsPerTask)
+          .bound_storage(d2, 1)
+          .store_in(MemoryType::Stack)
+          .vectorize(d1, natural_vector(), TailStrategy::GuardWithIf);
+    } else {
+      keep_row.compute_at(out, r1i);
+    }
     // Exact-zero mode: the dropped loop is a plain fill; x is never read there.
-    s.specialize(!*multiply).specialize(dense).vectorize(rows.x, vec, TailStrategy::Predicate);
-    s.specialize(dense).vectorize(rows.x, vec, TailStrategy::Predicate);
+    if (skip_reads) s.specialize(!*multiply).specialize(dense).vectorize(rows.x, vec, tail_strategy());
+    s.specialize(dense).vectorize(rows.x, vec, tail_strategy());
+  }
+
+  TailStrategy tail_strategy() const {
+    return tail == Tail::predicate ? TailStrategy::Predicate : TailStrategy::GuardWithIf;
   }
 
   void schedule_channels_last(Func out, int vec, Expr dense) {
@@ -272,7 +291,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
     out.split(d1, d1o, d1i, spatial_per_task, TailStrategy::GuardWithIf)
         .fuse(d1o, d2, task)
         .parallel(task);
-    out.specialize(dense).vectorize(d0, vec, TailStrategy::Predicate);
+    out.specialize(dense).vectorize(d0, vec, tail_strategy());
     keep_cl.compute_at(out, task)
         .bound_storage(d0, channel_block)
         .store_in(MemoryType::Stack)
@@ -333,7 +352,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
         .fuse(d0o, d1, t)
         .fuse(t, d2, task)
         .parallel(task);
-    out.specialize(dense).vectorize(d0i, vec, TailStrategy::Predicate);
+    out.specialize(dense).vectorize(d0i, vec, tail_strategy());
   }
 };
 
