@@ -11,6 +11,7 @@
 #include "HalideRuntimeCuda.h"
 #include "HalideRuntimeOpenCL.h"
 #include "error.h"
+#include "kernel_table.h"
 #include "sdrop_kernels.h"  // generated: prototypes + SDROP_FOR_EACH_GPU_KERNEL
 
 namespace sdrop {
@@ -370,39 +371,17 @@ sdrop_status check_cl_mem(const Tensor& t) {
 
 // ---- The GPU kernel table ------------------------------------------------------------------
 
-using DropoutFn = int (*)(halide_buffer_t*, uint64_t, uint64_t, int64_t, int64_t, int64_t,
-                          int64_t, uint32_t, bool, bool, float, double, halide_buffer_t*);
-using ApplyMaskFn = int (*)(halide_buffer_t*, halide_buffer_t*, bool, bool, float, double,
-                            halide_buffer_t*);
-using MaskFn = int (*)(uint64_t, uint64_t, int64_t, int64_t, int64_t, int64_t, uint32_t, bool,
-                       halide_buffer_t*);
+constexpr int kBackends = 2;
+using GpuTable = KernelTable<kBackends>;
 
-constexpr int kBackends = 2, kShapes = 3, kDTypes = 4;
-
-struct GpuTable {
-  DropoutFn dropout[kBackends][kShapes][kDTypes] = {};
-  ApplyMaskFn apply_mask[kBackends][kDTypes] = {};
-  MaskFn mask[kBackends] = {};
-};
-
-enum { rows = int(Shape::rows), channels_last = int(Shape::channels_last),
-       elementwise = int(Shape::elementwise) };
-enum { f16 = int(DType::f16), bf16 = int(DType::bf16), f32 = int(DType::f32),
-       f64 = int(DType::f64), u8 = 0 };
+// The backend tokens of the X-macro list.
 enum { cuda = 0, opencl = 1 };
 
-[[maybe_unused]] void put(GpuTable& t, DropoutFn f, int shape, int dtype, int b) {
-  t.dropout[b][shape][dtype] = f;
-}
-[[maybe_unused]] void put(GpuTable& t, ApplyMaskFn f, int, int dtype, int b) {
-  t.apply_mask[b][dtype] = f;
-}
-[[maybe_unused]] void put(GpuTable& t, MaskFn f, int, int, int b) { t.mask[b] = f; }
-
 GpuTable make_table() {
+  using namespace kernel_tokens;
   GpuTable t;
 #define SDROP_PUT(op, shape, dtype, backend) \
-  put(t, &hl_sdrop_##op##_##shape##_##dtype##_##backend, shape, dtype, backend);
+  t.put(&hl_sdrop_##op##_##shape##_##dtype##_##backend, shape, dtype, backend);
   SDROP_FOR_EACH_GPU_KERNEL(SDROP_PUT)
 #undef SDROP_PUT
   return t;
@@ -419,17 +398,6 @@ struct DeviceBuf {
   halide_dimension_t dim[4];
   bool wrapped = false;
 };
-
-halide_type_t storage_type(DType d) {
-  switch (d) {
-    case DType::f16: return halide_type_t(halide_type_float, 16);
-    case DType::bf16: return halide_type_t(halide_type_uint, 16);
-    case DType::f32: return halide_type_t(halide_type_float, 32);
-    case DType::f64: return halide_type_t(halide_type_float, 64);
-    case DType::u8: return halide_type_t(halide_type_uint, 8);
-  }
-  return halide_type_t();
-}
 
 // CUDA: the device pointer is advanced to element (0, 0, 0); OpenCL: the cl_mem itself, with
 // the offset in the origin dim.

@@ -10,6 +10,7 @@
 #include "cpu_isa.h"
 #include "error.h"
 #include "gpu.h"
+#include "kernel_table.h"
 #include "sdrop_kernels.h"  // generated: prototypes + SDROP_FOR_EACH_KERNEL
 
 // Defined by the Halide runtime (thread pool sizing), not declared in its public header.
@@ -20,44 +21,22 @@ namespace {
 
 // ---- The kernel table, filled from the generated X-macro list -----------------------------
 
-using DropoutFn = int (*)(halide_buffer_t*, uint64_t, uint64_t, int64_t, int64_t, int64_t,
-                          int64_t, uint32_t, bool, bool, float, double, halide_buffer_t*);
-using ApplyMaskFn = int (*)(halide_buffer_t*, halide_buffer_t*, bool, bool, float, double,
-                            halide_buffer_t*);
-using MaskFn = int (*)(uint64_t, uint64_t, int64_t, int64_t, int64_t, int64_t, uint32_t, bool,
-                       halide_buffer_t*);
+using CpuTable = KernelTable<kNumIsas>;
 
-constexpr int kShapes = 3, kDTypes = 4;
-
-struct KernelTable {
-  DropoutFn dropout[kNumIsas][kShapes][kDTypes] = {};
-  ApplyMaskFn apply_mask[kNumIsas][kDTypes] = {};
-  MaskFn mask[kNumIsas] = {};
-};
-
-// Names used by the X-macro: op, shape, dtype, isa tokens -> indices.
-enum { rows = int(Shape::rows), channels_last = int(Shape::channels_last),
-       elementwise = int(Shape::elementwise) };
-enum { f16 = int(DType::f16), bf16 = int(DType::bf16), f32 = int(DType::f32),
-       f64 = int(DType::f64), u8 = 0 };
+// The ISA tokens of the X-macro list.
 enum { sse41 = int(Isa::sse41), avx2 = int(Isa::avx2), avx512 = int(Isa::avx512) };
 
-void put(KernelTable& t, DropoutFn f, int shape, int dtype, int isa) {
-  t.dropout[isa][shape][dtype] = f;
-}
-void put(KernelTable& t, ApplyMaskFn f, int, int dtype, int isa) { t.apply_mask[isa][dtype] = f; }
-void put(KernelTable& t, MaskFn f, int, int, int isa) { t.mask[isa] = f; }
-
-KernelTable make_table() {
-  KernelTable t;
+CpuTable make_table() {
+  using namespace kernel_tokens;
+  CpuTable t;
 #define SDROP_PUT(op, shape, dtype, isa) \
-  put(t, &hl_sdrop_##op##_##shape##_##dtype##_##isa, shape, dtype, isa);
+  t.put(&hl_sdrop_##op##_##shape##_##dtype##_##isa, shape, dtype, isa);
   SDROP_FOR_EACH_KERNEL(SDROP_PUT)
 #undef SDROP_PUT
   return t;
 }
 
-const KernelTable g_table = make_table();
+const CpuTable g_table = make_table();
 
 // ---- Halide runtime hooks -------------------------------------------------------------------
 
@@ -116,17 +95,6 @@ struct Buf {
   halide_buffer_t b;
   halide_dimension_t dim[3];
 };
-
-halide_type_t storage_type(DType d) {
-  switch (d) {
-    case DType::f16: return halide_type_t(halide_type_float, 16);
-    case DType::bf16: return halide_type_t(halide_type_uint, 16);  // integer work in kernels
-    case DType::f32: return halide_type_t(halide_type_float, 32);
-    case DType::f64: return halide_type_t(halide_type_float, 64);
-    case DType::u8: return halide_type_t(halide_type_uint, 8);
-  }
-  return halide_type_t();
-}
 
 // Strides picks xs, ys or ks from each axis.
 void make_buf(Buf* out, const Tensor& t, int64_t offset, halide_type_t type, const Call& c,
