@@ -214,8 +214,9 @@ sdrop_status cuda_context_for(const Tensor& t, CUcontext* out) {
 }
 
 // The tensor's bytes lie in one allocation on its device (a host pointer handed over as
-// kDLCUDA would otherwise fault on the device and poison the caller's context).
-sdrop_status check_cuda_memory(const Tensor& t, CUcontext ctx) {
+// kDLCUDA would otherwise fault on the device and poison the caller's context). Called with
+// the call's context current.
+sdrop_status check_cuda_memory(const Tensor& t) {
   if (t.numel == 0) return SDROP_OK;
   int64_t lo, hi;
   byte_range(t, &lo, &hi);
@@ -223,14 +224,9 @@ sdrop_status check_cuda_memory(const Tensor& t, CUcontext ctx) {
   int ordinal = -1;
   CUdeviceptr start = 0;
   size_t size = 0;
-  CUresult r = g_cuda.cuCtxPushCurrent(ctx);
-  if (r == 0) {
-    r = g_cuda.cuPointerGetAttribute(&ordinal, kCuPointerAttributeDeviceOrdinal, first);
-    if (r == 0) r = g_cuda.cuPointerGetAttribute(&start, kCuPointerAttributeRangeStartAddr, first);
-    if (r == 0) r = g_cuda.cuPointerGetAttribute(&size, kCuPointerAttributeRangeSize, first);
-    CUcontext popped;
-    g_cuda.cuCtxPopCurrent(&popped);
-  }
+  CUresult r = g_cuda.cuPointerGetAttribute(&ordinal, kCuPointerAttributeDeviceOrdinal, first);
+  if (r == 0) r = g_cuda.cuPointerGetAttribute(&start, kCuPointerAttributeRangeStartAddr, first);
+  if (r == 0) r = g_cuda.cuPointerGetAttribute(&size, kCuPointerAttributeRangeSize, first);
   if (r != 0) {
     return fail(SDROP_ERROR_INVALID_ARGUMENT,
                 "%s.data %p (+ byte_offset) is not CUDA device memory: %s", t.name, t.data,
@@ -462,11 +458,18 @@ sdrop_status run_plan_gpu(Backend backend, Op op, DType dtype, const Plan& plan,
   if (backend == Backend::cuda) {
     CUcontext ctx = nullptr;
     if (sdrop_status s = cuda_context_for(y, &ctx)) return s;
-    for (const Tensor* t : tensors) {
-      if (t) {
-        if (sdrop_status s = check_cuda_memory(*t, ctx)) return s;
-      }
+    // One push for every tensor's pointer check.
+    if (CUresult r = g_cuda.cuCtxPushCurrent(ctx)) {
+      return fail(SDROP_ERROR_BACKEND_UNAVAILABLE, "cannot make the CUDA context current: %s",
+                  cu_name(r));
     }
+    sdrop_status checked = SDROP_OK;
+    for (const Tensor* t : tensors) {
+      if (t && checked == SDROP_OK) checked = check_cuda_memory(*t);
+    }
+    CUcontext popped;
+    g_cuda.cuCtxPopCurrent(&popped);
+    if (checked != SDROP_OK) return checked;
     pthread_once(&g_cuda_hooks_once, install_cuda_hooks);
     t_active_cu_context = ctx;
   } else {
