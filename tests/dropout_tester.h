@@ -293,17 +293,6 @@ inline int FailedParts() {
 }
 constexpr int kEnoughFailures = 40;
 
-inline const char* StatusName(sdrop_status s) {
-  switch (s) {
-    case SDROP_OK: return "SDROP_OK";
-    case SDROP_ERROR_INVALID_ARGUMENT: return "SDROP_ERROR_INVALID_ARGUMENT";
-    case SDROP_ERROR_UNSUPPORTED: return "SDROP_ERROR_UNSUPPORTED";
-    case SDROP_ERROR_BACKEND_UNAVAILABLE: return "SDROP_ERROR_BACKEND_UNAVAILABLE";
-    case SDROP_ERROR_OUT_OF_MEMORY: return "SDROP_ERROR_OUT_OF_MEMORY";
-    case SDROP_ERROR_INTERNAL: return "SDROP_ERROR_INTERNAL";
-  }
-  return "unknown status";
-}
 
 // ---- The dropout tester --------------------------------------------------------------------------
 
@@ -424,7 +413,7 @@ class DropoutTester {
       case Op::kBackward: st = sdrop_backward(&prm, x.tensor(), y_t); break;
       case Op::kApplyMask: st = sdrop_apply_mask(&prm, x.tensor(), mask->tensor(), y_t); break;
     }
-    EXPECT_EQ(st, SDROP_OK) << StatusName(st) << ": " << sdrop_last_error();
+    EXPECT_EQ(st, SDROP_OK) << sdrop_status_name(st) << ": " << sdrop_last_error();
     if (st != SDROP_OK) return y_bytes;
 
     CompareOutput(y_bytes, expected, *y_t, y_ref, "y");
@@ -489,7 +478,7 @@ class MaskTester {
     const sdrop_params prm{p_, seed_, offset_, mask_axes_, flags_};
     sdrop_ref::Mask(prm, m_ref);
     const sdrop_status st = sdrop_mask(&prm, m.tensor());
-    EXPECT_EQ(st, SDROP_OK) << StatusName(st) << ": " << sdrop_last_error();
+    EXPECT_EQ(st, SDROP_OK) << sdrop_status_name(st) << ": " << sdrop_last_error();
     std::vector<uint8_t> bits;
     if (st != SDROP_OK) return bits;
     CompareOutput(m.bytes(), expected, m.t(), m_ref, "mask");

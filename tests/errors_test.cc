@@ -92,7 +92,7 @@ class Refusal : public testing::Test {
                                   (null_tensor & 1) ? nullptr : &x,
                                   (null_tensor & 2) ? nullptr : &y,
                                   (null_tensor & 4) ? nullptr : &mask);
-      EXPECT_EQ(st, want) << "got " << StatusName(st) << " (" << sdrop_last_error() << ")";
+      EXPECT_EQ(st, want) << "got " << sdrop_status_name(st) << " (" << sdrop_last_error() << ")";
       const char* msg_c = sdrop_last_error();
       ASSERT_NE(msg_c, nullptr);
       const std::string msg = msg_c;
@@ -305,7 +305,7 @@ TEST_F(Refusal, LanesOtherThanOne) {
     const std::vector<uint8_t> x0 = xbuf, y0 = ybuf;
     const sdrop_status st = Run(kind, &params, &x, &y, &mask);
     EXPECT_TRUE(st == SDROP_ERROR_INVALID_ARGUMENT || st == SDROP_ERROR_UNSUPPORTED)
-        << KindName(kind) << ": " << StatusName(st);
+        << KindName(kind) << ": " << sdrop_status_name(st);
     if (kind != kBackward) {
       EXPECT_TRUE(ContainsAny(sdrop_last_error(), "lanes")) << sdrop_last_error();
     }

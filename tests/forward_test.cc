@@ -51,10 +51,10 @@ TEST_P(Forward, SpatialDropoutBothLayouts) {
   for (const auto& shape : shapes)
     for (sdrop_layout layout : {SDROP_CHANNELS_FIRST, SDROP_CHANNELS_LAST})
       for (double p : {0.1, 0.5, 0.9})
-        for (bool multiply : {false, true})
+        for (uint32_t flags : {0u, 1u, 2u, 3u})  // MULTIPLY, SCALE_IN_DTYPE, both
           DropoutTester().shape(shape).dtype(GetParam())
               .mask_axes(sdrop_spatial_axes(static_cast<int32_t>(shape.size()), layout))
-              .p(p).multiply(multiply).seed(rng()).rng_seed(rng()).Test();
+              .p(p).flags(flags).seed(rng()).rng_seed(rng()).Test();
 }
 
 TEST_P(Forward, PermutedStrides) {
@@ -234,7 +234,7 @@ TEST_P(Forward, RandomConfigurations) {
     const uint32_t axes = rank == 0 ? 0u : static_cast<uint32_t>(rng()) & ((1u << rank) - 1u);
     const double p = (rng() % 3 == 0) ? kPs[rng() % kPs.size()] : unit(rng);
     DropoutTester t;
-    t.shape(shape).dtype(GetParam()).mask_axes(axes).p(p).multiply(rng() % 2).seed(rng())
+    t.shape(shape).dtype(GetParam()).mask_axes(axes).p(p).flags(uint32_t(rng() % 4)).seed(rng())
         .offset(rng()).rng_seed(rng()).op(rng() % 4 == 0 ? Op::kBackward : Op::kForward);
     if (rng() % 5 == 0) {
       t.inplace(true);
@@ -280,6 +280,32 @@ TEST(ForwardValues, MultiplyFlagGivesXTimesZero) {
   EXPECT_TRUE(std::isnan(y[2]));
   EXPECT_TRUE(std::isnan(y[3]));                       // -Inf * 0
   EXPECT_EQ(sdrop_ref::F32ToBits(y[4]), 0x80000000u);
+}
+
+// SPEC section 3, known answers: with SDROP_FLAG_SCALE_IN_DTYPE a 16-bit tensor is scaled by
+// s rounded to its dtype (PyTorch's noise tensor); without, by the float32 s. bfloat16,
+// p = 0.1: s = 1.1111112f, in bfloat16 1.109375; x = 1.75 gives 1.9453125 (0x3FF9) or
+// 1.94140625 -> 1.9375 (0x3FF8). float16: s -> 1.111328125; x = 1.75 (0x3F00)
+// gives 0x3FC7 or 0x3FC8. float32 and float64 are unaffected.
+TEST(ForwardValues, ScaleInDtypeRoundsTheScaleToTheDtypeFirst) {
+  struct Case { DLDataType dt; uint16_t x, plain, in_dtype; };
+  for (const Case& c : {Case{kBF16, 0x3FE0, 0x3FF9, 0x3FF8}, Case{kF16, 0x3F00, 0x3FC7, 0x3FC8}}) {
+    for (uint32_t flags : {0u, unsigned(SDROP_FLAG_SCALE_IN_DTYPE)}) {
+      uint16_t x = c.x, y = 0;
+      uint8_t keep = 1;
+      HostTensor tx(&x, {1}, c.dt), ty(&y, {1}, c.dt), tm(&keep, {1}, kU8);
+      const sdrop_params prm{0.1, 0, 0, 0x1u, flags};
+      ASSERT_EQ(sdrop_apply_mask(&prm, &tx.t, &tm.t, &ty.t), SDROP_OK) << sdrop_last_error();
+      EXPECT_EQ(y, flags ? c.in_dtype : c.plain) << DTypeString(c.dt) << " flags " << flags;
+    }
+  }
+  float x = 1.75f, y0 = 0.0f, y1 = 0.0f;
+  uint8_t keep = 1;
+  HostTensor tx(&x, {1}, kF32), ty0(&y0, {1}, kF32), ty1(&y1, {1}, kF32), tm(&keep, {1}, kU8);
+  const sdrop_params plain{0.1, 0, 0, 0x1u, 0}, in_dtype{0.1, 0, 0, 0x1u, SDROP_FLAG_SCALE_IN_DTYPE};
+  ASSERT_EQ(sdrop_apply_mask(&plain, &tx.t, &tm.t, &ty0.t), SDROP_OK);
+  ASSERT_EQ(sdrop_apply_mask(&in_dtype, &tx.t, &tm.t, &ty1.t), SDROP_OK);
+  EXPECT_EQ(sdrop_ref::F32ToBits(y0), sdrop_ref::F32ToBits(y1));
 }
 
 TEST(ForwardValues, ScalarRankZero) {

@@ -60,4 +60,27 @@ TEST(NoAllocation, NoMallocPerCallOnAnyCanonicalShape) {
   EXPECT_EQ(g_mallocs.load() - before, 0);
 }
 
+// The overlap checks are exact without allocating (docs/refusals.md): outputs whose strides
+// interleave but never meet, and x and y interleaved in one buffer, cost no malloc.
+TEST(NoAllocation, Spec5_ExactOverlapChecksAllocateNothing) {
+  std::vector<float> buf(4096, 1.0f);
+  std::vector<int64_t> shape = {3, 5}, strides = {2, 3}, xstrides = {5, 1};
+  std::vector<float> x(15, 1.0f);
+  DLTensor tx{x.data(), {kDLCPU, 0}, 2, {kDLFloat, 32, 1}, shape.data(), xstrides.data(), 0};
+  DLTensor ty{buf.data(), {kDLCPU, 0}, 2, {kDLFloat, 32, 1}, shape.data(), strides.data(), 0};
+  std::vector<int64_t> ishape = {8, 64}, istrides = {128, 2};
+  DLTensor ix{buf.data() + 64, {kDLCPU, 0}, 2, {kDLFloat, 32, 1}, ishape.data(), istrides.data(), 0};
+  DLTensor iy = ix;
+  iy.byte_offset = 4;  // the odd elements, x the even ones
+  sdrop_params p{0.5, 11, 3, 0x3u, 0};
+  ASSERT_EQ(sdrop_forward(&p, &tx, &ty), SDROP_OK) << sdrop_last_error();
+  ASSERT_EQ(sdrop_forward(&p, &ix, &iy), SDROP_OK) << sdrop_last_error();
+  const long before = g_mallocs.load();
+  for (int i = 0; i < 5; i++) {
+    ASSERT_EQ(sdrop_forward(&p, &tx, &ty), SDROP_OK);
+    ASSERT_EQ(sdrop_forward(&p, &ix, &iy), SDROP_OK);
+  }
+  EXPECT_EQ(g_mallocs.load() - before, 0);
+}
+
 }  // namespace

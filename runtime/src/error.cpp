@@ -19,4 +19,16 @@ sdrop_status fail(sdrop_status status, const char* fmt, ...) {
 
 const char* last_error() { return g_message; }
 
+const char* status_name(sdrop_status s) {
+  switch (s) {
+    case SDROP_OK: return "SDROP_OK";
+    case SDROP_ERROR_INVALID_ARGUMENT: return "SDROP_ERROR_INVALID_ARGUMENT";
+    case SDROP_ERROR_UNSUPPORTED: return "SDROP_ERROR_UNSUPPORTED";
+    case SDROP_ERROR_BACKEND_UNAVAILABLE: return "SDROP_ERROR_BACKEND_UNAVAILABLE";
+    case SDROP_ERROR_OUT_OF_MEMORY: return "SDROP_ERROR_OUT_OF_MEMORY";
+    case SDROP_ERROR_INTERNAL: return "SDROP_ERROR_INTERNAL";
+  }
+  return "SDROP_STATUS_UNKNOWN";
+}
+
 }  // namespace sdrop

@@ -11,4 +11,7 @@ sdrop_status fail(sdrop_status status, const char* fmt, ...)
 
 const char* last_error();
 
+// "SDROP_OK", "SDROP_ERROR_INVALID_ARGUMENT", ...; "SDROP_STATUS_UNKNOWN" for other values.
+const char* status_name(sdrop_status s);
+
 }  // namespace sdrop

@@ -10,6 +10,7 @@
 #include "HalideRuntime.h"
 #include "HalideRuntimeCuda.h"
 #include "HalideRuntimeOpenCL.h"
+#include "call_check.h"
 #include "error.h"
 #include "kernel_table.h"
 #include "sdrop_kernels.h"  // generated: prototypes + SDROP_FOR_EACH_GPU_KERNEL
@@ -169,7 +170,7 @@ sdrop_status cuda_context_for(const Tensor& t, CUcontext* out) {
   if (CUresult r = g_cuda.cuDeviceGetCount(&count)) {
     return fail(SDROP_ERROR_BACKEND_UNAVAILABLE, "cuDeviceGetCount failed: %s", cu_name(r));
   }
-  const int id = t.device.device_id;
+  const int id = t.device.id;
   if (id < 0 || id >= count || id >= kMaxCudaDevices) {
     return fail(SDROP_ERROR_BACKEND_UNAVAILABLE,
                 "%s is on cuda:%d, but this machine has %d CUDA device(s)", t.name, id, count);
@@ -218,9 +219,8 @@ sdrop_status cuda_context_for(const Tensor& t, CUcontext* out) {
 // the call's context current.
 sdrop_status check_cuda_memory(const Tensor& t) {
   if (t.numel == 0) return SDROP_OK;
-  int64_t lo, hi;
-  byte_range(t, &lo, &hi);
-  const CUdeviceptr first = CUdeviceptr(reinterpret_cast<uintptr_t>(t.base) + lo);
+  const int64_t lo = t.lo, hi = t.hi;  // describe() proved base + lo .. base + hi do not wrap
+  const CUdeviceptr first = CUdeviceptr(t.base + uint64_t(lo));
   int ordinal = -1;
   CUdeviceptr start = 0;
   size_t size = 0;
@@ -232,9 +232,9 @@ sdrop_status check_cuda_memory(const Tensor& t) {
                 "%s.data %p (+ byte_offset) is not CUDA device memory: %s", t.name, t.data,
                 cu_name(r));
   }
-  if (ordinal != t.device.device_id) {
+  if (ordinal != t.device.id) {
     return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s.data is memory of cuda:%d, not cuda:%d",
-                t.name, ordinal, int(t.device.device_id));
+                t.name, ordinal, int(t.device.id));
   }
   if (uint64_t(hi - lo) > uint64_t(start + size - first)) {
     return fail(SDROP_ERROR_INVALID_ARGUMENT,
@@ -349,10 +349,9 @@ sdrop_status check_cl_mem(const Tensor& t) {
                 "sdrop_set_opencl_queue",
                 t.name);
   }
-  int64_t lo, hi;
-  byte_range(t, &lo, &hi);
-  const int64_t offset = t.base - static_cast<char*>(t.data);
-  if (offset + lo < 0 || offset + hi > int64_t(size)) {
+  // base is the offset into the cl_mem, at most 2^60, and lo, hi its footprint (describe()).
+  const int64_t lo = t.lo, hi = t.hi, offset = int64_t(t.base);
+  if (offset + lo < 0 || uint64_t(offset + hi) > uint64_t(size)) {
     return fail(SDROP_ERROR_INVALID_ARGUMENT,
                 "%s spans bytes [%" PRId64 ", %" PRId64 ") of its cl_mem, which has %zu", t.name,
                 offset + lo, offset + hi, size);
@@ -408,9 +407,9 @@ int wrap(DeviceBuf* out, Backend backend, const Tensor& t, int64_t offset, halid
   int64_t origin = 0;
   uint64_t handle = 0;
   if (backend == Backend::cuda) {
-    handle = uint64_t(reinterpret_cast<uintptr_t>(t.base)) + uint64_t(offset * t.itemsize);
+    handle = t.base + uint64_t(offset * t.itemsize);
   } else {
-    origin = (t.base - static_cast<char*>(t.data)) / t.itemsize + offset;
+    origin = int64_t(t.base) / t.itemsize + offset;  // base: an offset into the cl_mem
     handle = uint64_t(reinterpret_cast<uintptr_t>(t.data));
   }
   out->dim[3].min = int32_t(-origin);
@@ -486,7 +485,13 @@ sdrop_status run_plan_gpu(Backend backend, Op op, DType dtype, const Plan& plan,
   const int dt = int(dtype), sh = int(plan.shape);
   const halide_type_t out_type = storage_type(op == Op::mask ? DType::u8 : dtype);
   const halide_type_t in_type = storage_type(dtype);
+  bool fits = true;
   const int code = for_each_call(plan, [&](const Call& c) {
+    fits = buffer_fits(y, c.y0, c, plan, &Axis::ys) &&
+           (!x || buffer_fits(*x, c.x0, c, plan, &Axis::xs)) &&
+           (!k || buffer_fits(*k, c.k0, c, plan, &Axis::ks)) &&
+           (op == Op::apply_mask || mask_indices_fit(c, plan));
+    if (!fits) return -1;
     DeviceBuf xb, yb, kb;
     int r = wrap(&yb, backend, y, c.y0, out_type, c, plan, &Axis::ys);
     if (r == 0 && x) r = wrap(&xb, backend, *x, c.x0, in_type, c, plan, &Axis::xs);
@@ -515,6 +520,7 @@ sdrop_status run_plan_gpu(Backend backend, Op op, DType dtype, const Plan& plan,
     return r;
   });
   t_active_cu_context = nullptr;
+  if (!fits) return unfit_call();
   return code == 0 ? SDROP_OK : gpu_failure(backend, code);
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "HalideRuntime.h"
+#include "call_check.h"
 #include "cpu_isa.h"
 #include "error.h"
 #include "gpu.h"
@@ -105,7 +106,7 @@ void make_buf(Buf* out, const Tensor& t, int64_t offset, halide_type_t type, con
     out->dim[d].extent = int32_t(c.extent[d]);
     out->dim[d].stride = int32_t(p.inner[d].*stride);
   }
-  out->b.host = reinterpret_cast<uint8_t*>(t.base + offset * t.itemsize);
+  out->b.host = reinterpret_cast<uint8_t*>(uintptr_t(t.base + uint64_t(offset * t.itemsize)));
   out->b.type = type;
   out->b.dimensions = 3;
   out->b.dim = out->dim;
@@ -135,7 +136,13 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
   const int i = int(isa), dt = int(dtype), sh = int(plan.shape);
   const halide_type_t out_type = storage_type(op == Op::mask ? DType::u8 : dtype);
   const halide_type_t in_type = storage_type(dtype);
+  bool fits = true;
   const int code = for_each_call(plan, [&](const Call& c) {
+    fits = buffer_fits(y, c.y0, c, plan, &Axis::ys) &&
+           (!x || buffer_fits(*x, c.x0, c, plan, &Axis::xs)) &&
+           (!k || buffer_fits(*k, c.k0, c, plan, &Axis::ks)) &&
+           (op == Op::apply_mask || mask_indices_fit(c, plan));
+    if (!fits) return -1;
     Buf xb, yb, kb;
     make_buf(&yb, y, c.y0, out_type, c, plan, &Axis::ys);
     if (x) make_buf(&xb, *x, c.x0, in_type, c, plan, &Axis::xs);
@@ -155,6 +162,7 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
     }
     return -1;
   });
+  if (!fits) return unfit_call();
   return code == 0 ? SDROP_OK : status_of(code);
 }
 

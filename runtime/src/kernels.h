@@ -4,21 +4,12 @@
 
 #include <cstdint>
 
+#include "params.h"
 #include "plan.h"
 #include "sdrop/sdrop.h"
 #include "tensor.h"
 
 namespace sdrop {
-
-struct KernelArgs {
-  uint64_t seed = 0, offset = 0;
-  uint32_t threshold = 0;  // keep iff u < threshold, unless keep_all (T = 2^32)
-  bool keep_all = false;
-  bool keep_none = false;  // apply_mask with p = 1
-  bool multiply = false;
-  float scale_f32 = 1.0f;
-  double scale_f64 = 1.0;
-};
 
 // x may be null (Op::mask), k is the mask tensor (apply_mask) or null. GPU backends go to
 // run_plan_gpu (gpu.h).

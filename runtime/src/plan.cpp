@@ -27,16 +27,24 @@ int64_t max_stride(const Axis& a) {
 Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
                const int64_t* ks, uint32_t mask_axes, int64_t span_limit,
                int64_t channel_block) {
-  Plan p;
-  // Mask index strides: row-major over the noise shape.
-  int64_t ms[kMaxDims] = {};
+  // Row-major over the noise shape.
+  MaskIndex mi;
   int64_t m = 1;
   for (int i = ndim - 1; i >= 0; i--) {
     if (mask_axes >> i & 1u) {
-      ms[i] = m;
+      mi.ms[i] = m;
       m *= shape[i];
     }
   }
+  return make_plan(op, ndim, shape, xs, ys, ks, mi, span_limit, channel_block);
+}
+
+Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
+               const int64_t* ks, const MaskIndex& mi, int64_t span_limit,
+               int64_t channel_block) {
+  Plan p;
+  p.m0 = mi.m0;
+  const int64_t* ms = mi.ms;
   Axis a[kMaxDims];
   int n = 0;
   for (int i = 0; i < ndim; i++) {

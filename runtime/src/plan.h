@@ -10,6 +10,7 @@
 
 #include <cstdint>
 
+#include "mask_index.h"
 #include "sdrop_config.h"  // generated: SDROP_CHANNEL_BLOCK
 #include "tensor.h"
 
@@ -50,7 +51,12 @@ constexpr int64_t kKernelSpanLimit = int64_t(1) << 30;
 constexpr int64_t kChannelBlock = SDROP_CHANNEL_BLOCK;
 
 // shape: the tensors' common shape; xs/ys/ks: their element strides (ks may be null, xs too
-// for Op::mask); mask_axes as in sdrop_params. The limits are parameters for tests.
+// for Op::mask); mi: the mask index of every element. The limits are parameters for tests.
+Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
+               const int64_t* ks, const MaskIndex& mi, int64_t span_limit = kKernelSpanLimit,
+               int64_t channel_block = kChannelBlock);
+
+// The same with the mask index of the whole tensor for mask_axes (no shard).
 Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
                const int64_t* ks, uint32_t mask_axes, int64_t span_limit = kKernelSpanLimit,
                int64_t channel_block = kChannelBlock);

@@ -11,24 +11,60 @@
 namespace sdrop {
 namespace {
 
-constexpr int kDLBoolCode = 6;  // DLPack >= 0.8; the header we build with may predate it
-constexpr int64_t kMaxSpan = int64_t(1) << 62;
+constexpr int kDLBoolCode = 6;           // DLPack >= 0.8; the header we build with may predate it
+constexpr int kLastDLPackTypeCode = 17;  // kDLFloat4_e2m1fn (DLPack 1.1)
 
-int64_t abs64(int64_t v) { return v < 0 ? -v : v; }
+// The byte footprint of a non-empty tensor with a whole-byte dtype: the element offsets its
+// strides reach, in unsigned magnitudes (INT64_MIN is 2^63 there, not an overflow), bounded
+// by kMaxFootprint at every step, and its first and last byte addresses, which must not wrap.
+sdrop_status footprint(const DLTensor* t, Tensor* r) {
+  const char* name = r->name;
+  uint64_t below = 0, above = 0;  // elements reached below and above base
+  bool fits = true;
+  for (int i = 0; i < r->ndim && fits; i++) {
+    if (r->shape[i] <= 1) continue;  // an extent-1 axis may carry any stride
+    uint64_t span;
+    uint64_t& side = r->strides[i] < 0 ? below : above;
+    fits = mul_within(uint64_t(r->shape[i] - 1), magnitude(r->strides[i]), kMaxFootprint, &span) &&
+           add_within(side, span, kMaxFootprint, &side);
+  }
+  const uint64_t size = uint64_t(r->itemsize);
+  uint64_t elements = 0;
+  fits = fits && add_within(below, above, kMaxFootprint, &elements) &&
+         add_within(elements, 1, kMaxFootprint / size, &elements);
+  if (!fits) {
+    char dims[200], strides[200];
+    return fail(SDROP_ERROR_INVALID_ARGUMENT,
+                "%s.strides %s with shape %s reach more than 2^60 bytes: beyond any address space",
+                name, format_dims(r->strides, r->ndim, strides, sizeof strides),
+                format_dims(r->shape, r->ndim, dims, sizeof dims));
+  }
+  const uint64_t lo = below * size, hi = (above + 1) * size;
+  const bool opencl = r->device.type == kDLOpenCL;
+  // OpenCL: data is a cl_mem handle, base an offset into it; elsewhere an address, and every
+  // byte must lie in x86-64 user space (below 2^56 even with 5-level paging: nothing a CPU
+  // or CUDA tensor can point to lies above).
+  const uint64_t data = opencl ? 0 : uint64_t(reinterpret_cast<uintptr_t>(t->data));
+  const uint64_t top = opencl ? kMaxFootprint : kMaxUserAddress;
+  uint64_t base;
+  if (__builtin_add_overflow(data, t->byte_offset, &base) || base < lo || base > top ||
+      hi > top - base) {
+    char strides[200];
+    return fail(SDROP_ERROR_INVALID_ARGUMENT,
+                "%s.data %p + byte_offset %" PRIu64 " with strides %s reaches outside the %s",
+                name, t->data, uint64_t(t->byte_offset),
+                format_dims(r->strides, r->ndim, strides, sizeof strides),
+                opencl ? "first 2^60 bytes of its cl_mem" : "user address space (below 2^56)");
+  }
+  r->base = base;
+  r->lo = -int64_t(lo);
+  r->hi = int64_t(hi);
+  return SDROP_OK;
+}
 
-bool is_opencl(const Tensor& t) { return t.device.device_type == kDLOpenCL; }
+bool is_opencl(const Tensor& t) { return t.device.type == kDLOpenCL; }
 
 }  // namespace
-
-void byte_range(const Tensor& t, int64_t* lo, int64_t* hi) {
-  int64_t l = 0, h = 0;
-  for (int i = 0; i < t.ndim; i++) {
-    const int64_t span = (t.shape[i] - 1) * t.strides[i];
-    if (span < 0) l += span; else h += span;
-  }
-  *lo = l * t.itemsize;
-  *hi = (h + 1) * t.itemsize;
-}
 
 const char* format_dims(const int64_t* v, int n, char* buf, size_t size) {
   size_t used = 0;
@@ -64,9 +100,9 @@ const char* dtype_name(DLDataType t, char* buf, size_t size) {
   return buf;
 }
 
-const char* device_name(DLDevice d, char* buf, size_t size) {
+const char* device_name(Device d, char* buf, size_t size) {
   const char* name = "device type ?";
-  switch (d.device_type) {
+  switch (d.type) {
     case kDLCPU: name = "cpu"; break;
     case kDLCUDA: name = "cuda"; break;
     case kDLCUDAHost: name = "cuda_host"; break;
@@ -76,10 +112,10 @@ const char* device_name(DLDevice d, char* buf, size_t size) {
     case kDLROCM: name = "rocm"; break;
     case kDLCUDAManaged: name = "cuda_managed"; break;
     default:
-      std::snprintf(buf, size, "device type %d:%d", int(d.device_type), int(d.device_id));
+      std::snprintf(buf, size, "device type %d:%d", int(d.type), int(d.id));
       return buf;
   }
-  std::snprintf(buf, size, "%s:%d", name, int(d.device_id));
+  std::snprintf(buf, size, "%s:%d", name, int(d.id));
   return buf;
 }
 
@@ -100,15 +136,23 @@ sdrop_status describe(const DLTensor* t, const char* name, Tensor* out) {
     return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s.dtype.lanes must be 1, got %d", name,
                 int(t->dtype.lanes));
   }
-  if (t->dtype.bits == 0 || t->dtype.bits % 8 != 0) {
-    return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s.dtype.bits must be a whole number of bytes, got %d",
-                name, int(t->dtype.bits));
+  if (t->dtype.bits == 0 || t->dtype.code > kLastDLPackTypeCode) {
+    char dt[64];
+    return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s.dtype (%s) is not a DLPack data type", name,
+                dtype_name(t->dtype, dt, sizeof dt));
+  }
+  static_assert(sizeof(t->device) == sizeof(r.device), "DLDevice is two 32-bit fields");
+  std::memcpy(&r.device, &t->device, sizeof r.device);
+  if (r.device.type <= 0) {
+    return fail(SDROP_ERROR_INVALID_ARGUMENT,
+                "%s.device.device_type must be a DLPack device type (>= 1), got %d", name,
+                int(r.device.type));
   }
   r.dtype = t->dtype;
-  r.device = t->device;
-  r.itemsize = t->dtype.bits / 8;
-  r.numel = 1;
-  bool overflow = false;
+  // A valid DLPack type narrower than a byte (int4, float4) has itemsize 0: the dtype checks
+  // refuse it as unsupported before anything needs its size.
+  r.itemsize = t->dtype.bits % 8 == 0 ? t->dtype.bits / 8 : 0;
+  bool empty = false;
   for (int i = 0; i < r.ndim; i++) {
     const int64_t e = t->shape[i];
     if (e < 0) {
@@ -116,43 +160,42 @@ sdrop_status describe(const DLTensor* t, const char* name, Tensor* out) {
                   i, e);
     }
     r.shape[i] = e;
-    if (e != 0 && r.numel > kMaxSpan / e) overflow = true;
-    r.numel *= e;
+    empty = empty || e == 0;
   }
-  if (r.numel == 0) overflow = false;
-  if (overflow) {
-    char dims[200];
-    return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s has too many elements (shape %s)", name,
-                format_dims(r.shape, r.ndim, dims, sizeof dims));
-  }
-  // Element strides: given, or compact row-major.
-  int64_t compact = 1;
-  for (int i = r.ndim - 1; i >= 0; i--) {
-    r.strides[i] = t->strides ? t->strides[i] : compact;
-    compact *= std::max<int64_t>(r.shape[i], 1);
-  }
-  if (r.numel > 0) {
-    // Every address the tensor reaches must be representable.
-    int64_t span = 0;
-    for (int i = 0; i < r.ndim; i++) {
-      const int64_t s = abs64(r.strides[i]);
-      if (r.shape[i] > 1 && s > kMaxSpan / r.shape[i]) { span = kMaxSpan; break; }
-      span += (r.shape[i] - 1) * s;
-      if (span >= kMaxSpan / 16) break;
-    }
-    if (span >= kMaxSpan / 16) {
+  // The element count, unless an extent is 0 (then the tensor is empty whatever the others
+  // are, and nothing about it is ever addressed).
+  uint64_t numel = 1;
+  for (int i = 0; i < r.ndim && !empty; i++) {
+    if (!mul_within(numel, uint64_t(r.shape[i]), kMaxElements, &numel)) {
       char dims[200];
-      return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s.strides %s reach beyond the address space",
-                  name, format_dims(r.strides, r.ndim, dims, sizeof dims));
-    }
-    if (!t->data) {
-      return fail(SDROP_ERROR_INVALID_ARGUMENT,
-                  "%s.data is NULL but %s has %" PRId64 " elements", name, name, r.numel);
+      return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s has more than 2^62 elements (shape %s)",
+                  name, format_dims(r.shape, r.ndim, dims, sizeof dims));
     }
   }
-  // An empty tensor may have NULL data: no pointer arithmetic on it (UB, found by fuzzing).
-  r.base = t->data ? static_cast<char*>(t->data) + t->byte_offset : nullptr;
+  r.numel = empty ? 0 : int64_t(numel);
+  // Element strides: given, or compact row-major (exact whenever the tensor is non-empty).
+  uint64_t compact = 1;
+  for (int i = r.ndim - 1; i >= 0; i--) {
+    r.strides[i] = t->strides ? t->strides[i] : int64_t(compact);
+    uint64_t next;
+    if (mul_within(compact, uint64_t(r.shape[i] > 0 ? r.shape[i] : 1), kMaxElements, &next)) {
+      compact = next;
+    }
+  }
   r.data = t->data;
+  if (r.numel == 0) {
+    // Nothing is read or written: no address is formed (NULL data is fine).
+    r.base = (is_opencl(r) ? 0 : uint64_t(reinterpret_cast<uintptr_t>(t->data))) + t->byte_offset;
+    *out = r;
+    return SDROP_OK;
+  }
+  if (!t->data) {
+    return fail(SDROP_ERROR_INVALID_ARGUMENT,
+                "%s.data is NULL but %s has %" PRId64 " elements", name, name, r.numel);
+  }
+  if (r.itemsize != 0) {
+    if (sdrop_status s = footprint(t, &r)) return s;
+  }
   *out = r;
   return SDROP_OK;
 }
@@ -177,8 +220,8 @@ sdrop_status mask_dtype(const Tensor& t) {
               dtype_name(d, name, sizeof name));
 }
 
-static bool cpu_addressable(DLDevice d) {
-  return d.device_type == kDLCPU || d.device_type == kDLCUDAHost;
+static bool cpu_addressable(Device d) {
+  return d.type == kDLCPU || d.type == kDLCUDAHost;
 }
 
 sdrop_status backend_of(const Tensor& t, Backend* out) {
@@ -187,20 +230,19 @@ sdrop_status backend_of(const Tensor& t, Backend* out) {
     *out = Backend::cpu;
     return SDROP_OK;
   }
-  if (t.device.device_type == kDLCUDA || t.device.device_type == kDLOpenCL) {
-    // GPU loads and stores need naturally aligned elements; an OpenCL offset is counted
-    // in elements from the start of the cl_mem.
-    const uintptr_t addr = t.device.device_type == kDLOpenCL
-                               ? uintptr_t(t.base - static_cast<char*>(t.data))
-                               : reinterpret_cast<uintptr_t>(t.base);
-    if (t.numel > 0 && addr % uintptr_t(t.itemsize) != 0) {
+  if (t.device.type == kDLCUDA || t.device.type == kDLOpenCL) {
+    // GPU loads and stores need naturally aligned elements; an OpenCL base is an offset
+    // from the start of the cl_mem.
+    if (t.numel > 0 && t.itemsize > 0 && t.base % uint64_t(t.itemsize) != 0) {
       return fail(SDROP_ERROR_UNSUPPORTED,
                   "%s on %s: data + byte_offset must be a multiple of the element size (%d "
-                  "bytes), got byte_offset %" PRIu64,
-                  t.name, device_name(t.device, dev, sizeof dev), t.itemsize,
-                  uint64_t(t.base - static_cast<char*>(t.data)));
+                  "bytes), got data %p, byte_offset %" PRIu64,
+                  t.name, device_name(t.device, dev, sizeof dev), t.itemsize, t.data,
+                  t.base - (t.device.type == kDLOpenCL
+                                ? 0
+                                : uint64_t(reinterpret_cast<uintptr_t>(t.data))));
     }
-    *out = t.device.device_type == kDLCUDA ? Backend::cuda : Backend::opencl;
+    *out = t.device.type == kDLCUDA ? Backend::cuda : Backend::opencl;
     return SDROP_OK;
   }
   return fail(SDROP_ERROR_UNSUPPORTED,
@@ -210,8 +252,8 @@ sdrop_status backend_of(const Tensor& t, Backend* out) {
 
 sdrop_status same_device(const Tensor& a, const Tensor& b) {
   const bool same = (cpu_addressable(a.device) && cpu_addressable(b.device)) ||
-                    (a.device.device_type == b.device.device_type &&
-                     a.device.device_id == b.device.device_id);
+                    (a.device.type == b.device.type &&
+                     a.device.id == b.device.id);
   if (!same) {
     char da[64], db[64];
     return fail(SDROP_ERROR_INVALID_ARGUMENT,
@@ -233,73 +275,6 @@ bool same_shape(const Tensor& a, const Tensor& b) {
 bool same_dtype(const Tensor& a, const Tensor& b) {
   return a.dtype.code == b.dtype.code && a.dtype.bits == b.dtype.bits &&
          a.dtype.lanes == b.dtype.lanes;
-}
-
-bool self_overlapping(const Tensor& t) {
-  if (t.numel <= 1) return false;
-  // Axes that move, sorted by |stride|. If each stride clears the span of all smaller ones,
-  // the layout is injective; a zero stride never is.
-  struct Axis { int64_t extent, stride; };
-  Axis axes[kMaxDims];
-  int n = 0;
-  for (int i = 0; i < t.ndim; i++) {
-    if (t.shape[i] > 1) axes[n++] = {t.shape[i], abs64(t.strides[i])};
-  }
-  sort_small(axes, n, [](const Axis& a, const Axis& b) { return a.stride < b.stride; });
-  int64_t span = 0;
-  bool simple = true;
-  for (int i = 0; i < n; i++) {
-    if (axes[i].stride == 0) return true;
-    if (axes[i].stride <= span) { simple = false; break; }
-    span += (axes[i].extent - 1) * axes[i].stride;
-  }
-  if (simple) return false;
-  // Interleaved strides (rare): compare every address. Too large to enumerate: call it
-  // overlapping rather than risk writing one element twice.
-  constexpr int64_t kEnumerateLimit = int64_t(1) << 24;
-  if (t.numel > kEnumerateLimit) return true;
-  int64_t* offs = static_cast<int64_t*>(std::malloc(sizeof(int64_t) * size_t(t.numel)));
-  if (!offs) return true;
-  int64_t idx[kMaxDims] = {};
-  int64_t off = 0;
-  for (int64_t k = 0; k < t.numel; k++) {
-    offs[k] = off;
-    for (int d = n - 1; d >= 0; d--) {
-      if (++idx[d] < axes[d].extent) { off += axes[d].stride; break; }
-      off -= (axes[d].extent - 1) * axes[d].stride;
-      idx[d] = 0;
-    }
-  }
-  std::sort(offs, offs + t.numel);
-  bool dup = false;
-  for (int64_t k = 1; k < t.numel && !dup; k++) dup = offs[k] == offs[k - 1];
-  std::free(offs);
-  return dup;
-}
-
-bool exactly_in_place(const Tensor& a, const Tensor& b) {
-  if (a.base != b.base || a.ndim != b.ndim || a.itemsize != b.itemsize) return false;
-  if ((is_opencl(a) || is_opencl(b)) && a.data != b.data) return false;
-  for (int i = 0; i < a.ndim; i++) {
-    if (a.shape[i] != b.shape[i]) return false;
-    if (a.shape[i] > 1 && a.strides[i] != b.strides[i]) return false;
-  }
-  return true;
-}
-
-bool ranges_intersect(const Tensor& a, const Tensor& b) {
-  if (a.numel == 0 || b.numel == 0) return false;
-  // cl_mem handles are not addresses: different buffers never share memory (sub-buffers
-  // of one buffer are not detected), and within one buffer the offsets are compared.
-  if ((is_opencl(a) || is_opencl(b)) && a.data != b.data) return false;
-  int64_t alo, ahi, blo, bhi;
-  byte_range(a, &alo, &ahi);
-  byte_range(b, &blo, &bhi);
-  const intptr_t a0 = reinterpret_cast<intptr_t>(a.base) + alo;
-  const intptr_t a1 = reinterpret_cast<intptr_t>(a.base) + ahi;
-  const intptr_t b0 = reinterpret_cast<intptr_t>(b.base) + blo;
-  const intptr_t b1 = reinterpret_cast<intptr_t>(b.base) + bhi;
-  return a0 < b1 && b0 < a1;
 }
 
 }  // namespace sdrop

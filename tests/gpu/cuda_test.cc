@@ -423,7 +423,7 @@ class CudaRefusal : public testing::Test {
     if (want < 0) {
       EXPECT_NE(st, SDROP_OK) << "accepted";
     } else {
-      EXPECT_EQ(st, static_cast<sdrop_status>(want)) << StatusName(st) << ": " << msg;
+      EXPECT_EQ(st, static_cast<sdrop_status>(want)) << sdrop_status_name(st) << ": " << msg;
     }
     EXPECT_FALSE(msg.empty());
     EXPECT_TRUE(xb->ReadAll() == x0) << "x was written";
@@ -510,9 +510,9 @@ TEST_F(CudaWithoutDevice, CallsReturnBackendUnavailable) {
     for (const Call& c : calls) {
       const sdrop_status st = c.f();
       const std::string msg = sdrop_last_error();
-      EXPECT_EQ(st, SDROP_ERROR_BACKEND_UNAVAILABLE) << c.name << ": " << StatusName(st) << ": " << msg;
+      EXPECT_EQ(st, SDROP_ERROR_BACKEND_UNAVAILABLE) << c.name << ": " << sdrop_status_name(st) << ": " << msg;
       EXPECT_FALSE(msg.empty()) << c.name;
-      std::printf("[ CUDA     ] %s -> %s: %s\n", c.name, StatusName(st), msg.c_str());
+      std::printf("[ CUDA     ] %s -> %s: %s\n", c.name, sdrop_status_name(st), msg.c_str());
     }
   }
   // Another device id: the same answer.

@@ -35,7 +35,6 @@ namespace sdrop_gpu_test {
 
 using sdrop_test::ElementSize;
 using sdrop_test::Layout;
-using sdrop_test::StatusName;
 using sdrop_test::TensorBuffer;
 using sdrop_test::Values;
 using sdrop_test::VecString;
@@ -248,7 +247,7 @@ class GpuCase {
     sdrop_status cpu_st = SDROP_ERROR_INTERNAL;
     if (expect_ == SDROP_OK) {
       cpu_st = Call(&prm, &cpu_xt, &cpu_yt, &cpu_mt);
-      EXPECT_EQ(cpu_st, SDROP_OK) << "the same call on the CPU: " << StatusName(cpu_st) << ": "
+      EXPECT_EQ(cpu_st, SDROP_OK) << "the same call on the CPU: " << sdrop_status_name(cpu_st) << ": "
                                   << sdrop_last_error();
     }
 
@@ -279,11 +278,11 @@ class GpuCase {
     const DLTensor got_t = out.RebasedOn(got);
 
     if (expect_ != SDROP_OK) {
-      EXPECT_EQ(st, expect_) << StatusName(st) << ": " << msg;
+      EXPECT_EQ(st, expect_) << sdrop_status_name(st) << ": " << msg;
       EXPECT_FALSE(msg.empty()) << "a refused call leaves a message";
       EXPECT_TRUE(got == out_before) << "a refused call wrote to its output";
     } else {
-      EXPECT_EQ(st, SDROP_OK) << StatusName(st) << ": " << msg;
+      EXPECT_EQ(st, SDROP_OK) << sdrop_status_name(st) << ": " << msg;
       if (st == SDROP_OK && cpu_st == SDROP_OK) {
         const DLTensor cpu_t = out.RebasedOn(cpu_out);
         sdrop_test::CompareOutput(got, cpu_out, got_t, cpu_t, "device vs cpu");

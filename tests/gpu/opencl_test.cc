@@ -651,7 +651,7 @@ class OpenClRefusal : public OpenCl {
     if (want == kAnyFailure) {
       EXPECT_NE(st, SDROP_OK) << "the call was accepted";
     } else {
-      EXPECT_EQ(st, static_cast<sdrop_status>(want)) << StatusName(st) << ": " << msg;
+      EXPECT_EQ(st, static_cast<sdrop_status>(want)) << sdrop_status_name(st) << ": " << msg;
     }
     EXPECT_FALSE(msg.empty());
     if (!name.empty()) EXPECT_TRUE(NamesArgument(msg, name)) << "'" << msg << "' does not name " << name;
@@ -713,11 +713,11 @@ TEST_F(OpenClRefusal, ByteOffsetNotAMultipleOfTheElementSize) {
 TEST_F(OpenClRefusal, OneHandleWithoutTheOther) {
   const sdrop_status a = sdrop_set_opencl_queue(Cl().context, nullptr);
   std::string msg = sdrop_last_error();
-  EXPECT_EQ(a, SDROP_ERROR_INVALID_ARGUMENT) << StatusName(a);
+  EXPECT_EQ(a, SDROP_ERROR_INVALID_ARGUMENT) << sdrop_status_name(a);
   EXPECT_TRUE(NamesArgument(msg, "queue")) << msg;
   const sdrop_status b = sdrop_set_opencl_queue(nullptr, Cl().queue);
   msg = sdrop_last_error();
-  EXPECT_EQ(b, SDROP_ERROR_INVALID_ARGUMENT) << StatusName(b);
+  EXPECT_EQ(b, SDROP_ERROR_INVALID_ARGUMENT) << sdrop_status_name(b);
   EXPECT_TRUE(NamesArgument(msg, "context")) << msg;
   // A refused call changes nothing: the handles set before are still in force.
   void* ctx = nullptr;
@@ -752,7 +752,7 @@ TEST_F(OpenClRefusal, ThreadWithoutAQueueIsBackendUnavailable) {
     }).join();
     const char* names[4] = {"sdrop_forward", "sdrop_backward", "sdrop_mask", "sdrop_apply_mask"};
     for (int i = 0; i < 4; ++i) {
-      EXPECT_EQ(st[i], SDROP_ERROR_BACKEND_UNAVAILABLE) << names[i] << ": " << StatusName(st[i])
+      EXPECT_EQ(st[i], SDROP_ERROR_BACKEND_UNAVAILABLE) << names[i] << ": " << sdrop_status_name(st[i])
                                                         << ": " << msgs[i];
       EXPECT_FALSE(msgs[i].empty()) << names[i] << " left no message";
     }

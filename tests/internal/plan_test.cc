@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "call_check.h"
 #include "plan.h"
 
 namespace sdrop {
@@ -163,6 +164,56 @@ TEST(Plan, EveryElementOnceUnderAnyLimits) {
       for (int64_t block : {int64_t(1), int64_t(2), kChannelBlock}) check(c, limit, block);
     }
   }
+}
+
+// The runners' last check (call_check.h) holds for every call of every plan, and catches a
+// call that a broken planner would have let reach outside its tensor.
+TEST(CallCheck, EveryCallOfAPlanFitsItsTensorsAndATamperedOneDoesNot) {
+  std::mt19937_64 rng(11);
+  int tampered_caught = 0;
+  for (int trial = 0; trial < 300; trial++) {
+    const int n = 1 + int(rng() % 5);
+    std::vector<int64_t> shape, xs, ys;
+    for (int i = 0; i < n; i++) shape.push_back(1 + int64_t(rng() % 5));
+    xs = compact(shape);
+    ys = compact(shape);
+    for (int i = 0; i < n; i++) {
+      if (rng() % 3 == 0) ys[i] = -ys[i];
+      if (rng() % 3 == 0) xs[i] *= 2;
+    }
+    auto make = [&](std::vector<int64_t>& st) {
+      DLTensor t{reinterpret_cast<void*>(uintptr_t(1) << 40), {kDLCPU, 0}, n, {kDLFloat, 32, 1},
+                 shape.data(), st.data(), 0};
+      Tensor r;
+      EXPECT_EQ(describe(&t, "t", &r), SDROP_OK);
+      return r;
+    };
+    const Tensor tx = make(xs), ty = make(ys);
+    const Plan p = make_plan(Op::dropout, n, shape.data(), xs.data(), ys.data(), nullptr,
+                             uint32_t(rng() % (1u << n)), int64_t(1) << (2 + rng() % 5), 4);
+    for_each_call(p, [&](const Call& c) {
+      EXPECT_TRUE(buffer_fits(tx, c.x0, c, p, &Axis::xs));
+      EXPECT_TRUE(buffer_fits(ty, c.y0, c, p, &Axis::ys));
+      EXPECT_TRUE(mask_indices_fit(c, p));
+      Call bad = c;
+      bad.y0 = c.y0 + (ty.hi - ty.lo) / 4;  // shifted past the tensor's last byte
+      EXPECT_FALSE(buffer_fits(ty, bad.y0, bad, p, &Axis::ys));
+      bad.y0 = c.y0 - (ty.hi - ty.lo) / 4;  // before its first
+      EXPECT_FALSE(buffer_fits(ty, bad.y0, bad, p, &Axis::ys));
+      tampered_caught++;
+      return 0;
+    });
+  }
+  EXPECT_GT(tampered_caught, 100);
+  // 32-bit indexing: an extent or stride of 2^31 never reaches a kernel.
+  Plan p;
+  p.inner[0] = Axis{int64_t(1) << 31, 1, 1, 0, 0};
+  Call c{0, 0, 0, 0, {int64_t(1) << 31, 1, 1}};
+  Tensor huge;
+  huge.itemsize = 1;
+  huge.lo = 0;
+  huge.hi = int64_t(1) << 40;
+  EXPECT_FALSE(buffer_fits(huge, 0, c, p, &Axis::ys));
 }
 
 }  // namespace

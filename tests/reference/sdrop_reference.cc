@@ -184,7 +184,14 @@ struct ValueRule {
   uint32_t flags;
 
   ValueRule(DType type, double p, uint32_t f)
-      : t(type), s32(ScaleF32(p)), s64(ScaleF64(p)), flags(f) {}
+      : t(type), s32(ScaleF32(p)), s64(ScaleF64(p)), flags(f) {
+    // SPEC section 3: with SDROP_FLAG_SCALE_IN_DTYPE the float32 s is first rounded to the
+    // 16-bit storage format (PyTorch's noise tensor holds 1/(1-p) in the input's dtype).
+    if (flags & SDROP_FLAG_SCALE_IN_DTYPE) {
+      if (t == DType::kF16) s32 = F16ToF32(F32ToF16(s32));
+      if (t == DType::kBF16) s32 = BF16ToF32(F32ToBF16(s32));
+    }
+  }
 
   uint64_t Scaled(uint64_t x, float s, double sd) const {
     switch (t) {
@@ -321,6 +328,36 @@ void ApplyKeep(const sdrop_params& params, const DLTensor& x, const DLTensor& y,
 }
 
 }  // namespace
+
+uint64_t ShardMaskIndex(const Shard& shard, uint32_t mask_axes, const int64_t* idx) {
+  uint64_t m = 0;
+  for (size_t i = 0; i < shard.logical.size(); ++i)
+    if ((mask_axes >> i) & 1u)
+      m = m * static_cast<uint64_t>(shard.logical[i]) + static_cast<uint64_t>(shard.origin[i] + idx[i]);
+  return m;
+}
+
+void ForwardShard(const sdrop_params& params, const Shard& shard, const DLTensor& x,
+                  const DLTensor& y) {
+  ScopedDefaultFpEnv env;
+  DType t;
+  if (!DTypeFromDL(x.dtype, &t)) std::abort();
+  const size_t size = DTypeSize(t);
+  const ValueRule rule(t, params.p, params.flags);
+  ForEachIndex(Shape(x), [&](const int64_t* idx) {
+    const bool keep = Keep(params.seed, params.offset, ShardMaskIndex(shard, params.mask_axes, idx), params.p);
+    const uint64_t xb = LoadBits(ElementAddress(x, idx), size);
+    StoreBits(ElementAddress(y, idx), size, keep ? rule.Kept(xb) : rule.Dropped(xb));
+  });
+}
+
+void MaskShard(const sdrop_params& params, const Shard& shard, const DLTensor& mask) {
+  ScopedDefaultFpEnv env;
+  ForEachIndex(Shape(mask), [&](const int64_t* idx) {
+    *ElementAddress(mask, idx) =
+        Keep(params.seed, params.offset, ShardMaskIndex(shard, params.mask_axes, idx), params.p) ? 1 : 0;
+  });
+}
 
 void Forward(const sdrop_params& params, const DLTensor& x, const DLTensor& y) {
   ScopedDefaultFpEnv env;

@@ -142,6 +142,16 @@ void ApplyMask(const sdrop_params& params, const DLTensor& x, const DLTensor& ma
                const DLTensor& y);
 void Mask(const sdrop_params& params, const DLTensor& mask);
 
+// SPEC section 8: the tensor is the shard of a logical tensor starting at `origin`, whose
+// extents are `logical`; mask indices are the logical tensor's.
+struct Shard {
+  std::vector<int64_t> origin, logical;
+};
+uint64_t ShardMaskIndex(const Shard& shard, uint32_t mask_axes, const int64_t* idx);
+void ForwardShard(const sdrop_params& params, const Shard& shard, const DLTensor& x,
+                  const DLTensor& y);
+void MaskShard(const sdrop_params& params, const Shard& shard, const DLTensor& mask);
+
 // Installs the default floating-point environment (round to nearest, no flush-to-zero,
 // no denormals-are-zero) and restores the previous one on destruction.
 class ScopedDefaultFpEnv {

@@ -57,6 +57,12 @@ typedef struct sdrop_params {
 /* Dropped elements become x * 0 (PyTorch: NaN/Inf propagate, negatives give -0.0).
    Default: dropped elements are exactly +0.0 and their inputs are never read. */
 #define SDROP_FLAG_MULTIPLY 1u
+/* float16/bfloat16: the float32 scale s = 1/(1 - p) is first rounded to the tensor's dtype,
+   then x * s is computed in float32 (exactly) and rounded once: PyTorch's arithmetic, whose
+   noise tensor holds 1/(1 - p) in the input's dtype (bfloat16, p = 0.1: s = 1.109375). No
+   effect on float32/float64. PyTorch's dropout1d/2d/3d is SDROP_FLAG_MULTIPLY |
+   SDROP_FLAG_SCALE_IN_DTYPE, bit for bit, given its mask. */
+#define SDROP_FLAG_SCALE_IN_DTYPE 2u
 
 typedef enum sdrop_layout { SDROP_CHANNELS_FIRST = 0, SDROP_CHANNELS_LAST = 1 } sdrop_layout;
 
@@ -83,8 +89,38 @@ SDROP_API sdrop_status sdrop_mask(const sdrop_params* params, DLTensor* mask);
 SDROP_API sdrop_status sdrop_apply_mask(const sdrop_params* params, const DLTensor* x,
                                         const DLTensor* mask, DLTensor* y);
 
+/* ---- Shards of a logical tensor (data and tensor parallelism) ----------------------------
+   A call may describe its tensor as a shard of a larger logical tensor X of the same rank:
+   per axis i, origin[i] is the index in X of the shard's first element and logical_shape[i]
+   is X's extent there (0 <= origin[i], origin[i] + shape[i] <= logical_shape[i]). Mask
+   indices are then those of X: the keep bit of an element is the one X's element at
+   origin + position gets, so a shard's output is exactly the matching slice of the output
+   for the whole of X, however X is split (batch axis: data parallel; channel axis: tensor
+   parallel), and different shards of one step draw different masks. NULL origin means all
+   zeros; NULL logical_shape means the tensor's own shape; a NULL shard is the plain call.
+   A shard that contradicts the shape, or a logical noise shape of more than 2^62 elements,
+   is refused with SDROP_ERROR_INVALID_ARGUMENT. For sdrop_mask_sharded the mask's shape is
+   the shard's noise shape (extent 1 off the mask axes). */
+typedef struct sdrop_shard {
+  const int64_t* origin;        /* ndim entries, or NULL */
+  const int64_t* logical_shape; /* ndim entries, or NULL */
+} sdrop_shard;
+
+SDROP_API sdrop_status sdrop_forward_sharded(const sdrop_params* params,
+                                             const sdrop_shard* shard, const DLTensor* x,
+                                             DLTensor* y);
+SDROP_API sdrop_status sdrop_backward_sharded(const sdrop_params* params,
+                                              const sdrop_shard* shard, const DLTensor* dy,
+                                              DLTensor* dx);
+SDROP_API sdrop_status sdrop_mask_sharded(const sdrop_params* params, const sdrop_shard* shard,
+                                          DLTensor* mask);
+
 /* Thread-local message of the last failure on this thread; "" if none. */
 SDROP_API const char* sdrop_last_error(void);
+
+/* The enumerator's name: "SDROP_OK", "SDROP_ERROR_INVALID_ARGUMENT", ...; for a value that is
+   not an sdrop_status, "SDROP_STATUS_UNKNOWN". Static storage; never NULL. */
+SDROP_API const char* sdrop_status_name(sdrop_status status);
 
 /* CPU threads used by a call (the calling thread included). 0 = all cores (the default);
    a negative n is taken as 0. */
