@@ -25,7 +25,6 @@ apt_pkgs=(
   pocl-opencl-icd ocl-icd-opencl-dev opencl-headers
   python3-venv
   clang libclang-rt-14-dev  # the libFuzzer harness (tests/fuzz)
-  python3-numpy python3-pytest python3-torch  # Python binding tests (Debian's torch: no multi-GB download)
 )
 ((want_bench)) && apt_pkgs+=(libtorch-dev)
 missing=()

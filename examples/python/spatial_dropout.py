@@ -1,6 +1,6 @@
-"""sdrop from Python: spatial dropout on NumPy and PyTorch arrays through DLPack, zero-copy.
+"""sdrop from Python: NumPy arrays through the C library, PyTorch through its operators.
 
-Run: PYTHONPATH=python SDROP_LIBRARY=build/release/lib/libsdrop.so python3 examples/python/spatial_dropout.py
+Run (after `pip install ./python`): python examples/python/spatial_dropout.py
 """
 import numpy as np
 
@@ -16,14 +16,16 @@ print(f"numpy: kept {int(keep.sum())} of {keep.size} channels; y matches x * mas
 try:
     import torch
 except ImportError:
-    print("torch not installed: skipping the autograd part")
+    print("torch not installed: skipping the PyTorch part")
 else:
-    from sdrop.torch import SpatialDropout
+    import sdrop.torch as st
 
-    layer = SpatialDropout(0.25, seed=7)
+    # A drop-in for torch.nn.Dropout2d; seed=None would follow torch.manual_seed instead.
+    layer = st.Dropout2d(0.25, seed=7)
     t = torch.randn(4, 8, 16, 16, requires_grad=True)
     out = layer(t)
-    out.sum().backward()  # backward regenerates the mask from (seed, offset): nothing stored
-    same = torch.equal((t.grad != 0), (out != 0))
-    print(f"torch: grad is dropped where the output is: {same}; next step uses a new mask")
-    assert same
+    out.sum().backward()  # the backward regenerates the mask from (seed, step): nothing stored
+    assert torch.equal(t.grad != 0, out != 0)
+    compiled = torch.compile(layer, fullgraph=True)
+    print(f"torch: step {layer.step}; gradient dropped where the output is; "
+          f"compiled output shape {tuple(compiled(t).shape)}")

@@ -33,6 +33,9 @@ def test_version_threads_and_library():
     assert sdrop.spatial_axes(4) == 0b11
     assert sdrop.spatial_axes(4, "channels_last") == 0b1001
     assert sdrop.spatial_axes(1) == 0
+    for ndim in range(0, 12):  # the traceable Python copy equals sdrop_spatial_axes
+        for layout in ("channels_first", "channels_last"):
+            assert sdrop.mask_axes_bits(None, ndim, layout) == sdrop.spatial_axes(ndim, layout)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

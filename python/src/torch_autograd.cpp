@@ -1,0 +1,156 @@
+// Autograd for the sdrop operators, in C++ (as torchvision's ops do): the backward of
+// dropout regenerates the mask from (seed, offset) instead of storing it, so a call saves two
+// scalar tensors and its parameters, nothing tensor-sized. dropout_backward is its own
+// backward (it is linear in the gradient with the same mask), so any order of derivative
+// works. Registered for the Autograd key; below it the calls redispatch to the CPU, CUDA or
+// Meta kernels, which is also how AOTAutograd traces them under torch.compile.
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <vector>
+
+#include "torch_sdrop.h"
+
+namespace sdrop_torch {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using T = at::Tensor;
+using Shape = at::OptionalIntArrayRef;
+
+c10::OptionalIntArrayRef opt(const std::optional<std::vector<int64_t>>& v) {
+  return v ? c10::OptionalIntArrayRef(*v) : c10::nullopt;
+}
+std::optional<std::vector<int64_t>> keep(Shape s) {
+  return s ? std::optional<std::vector<int64_t>>(s->vec()) : std::nullopt;
+}
+
+c10::OperatorHandle op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
+}
+
+T call_dropout(const char* name, const T& x, const T& seed, const T& offset, double p,
+               int64_t axes, int64_t flags, Shape origin, Shape logical) {
+  static const auto fwd = op("sdrop::dropout").typed<T(const T&, const T&, const T&, double,
+                                                        int64_t, int64_t, Shape, Shape)>();
+  static const auto bwd = op("sdrop::dropout_backward")
+                              .typed<T(const T&, const T&, const T&, double, int64_t, int64_t,
+                                       Shape, Shape)>();
+  return (name[0] == 'f' ? fwd : bwd).call(x, seed, offset, p, axes, flags, origin, logical);
+}
+
+void save(AutogradContext* ctx, const T& seed, const T& offset, double p, int64_t axes,
+          int64_t flags, Shape origin, Shape logical) {
+  ctx->saved_data["seed"] = seed;
+  ctx->saved_data["offset"] = offset;
+  ctx->saved_data["p"] = p;
+  ctx->saved_data["axes"] = axes;
+  ctx->saved_data["flags"] = flags;
+  if (origin) ctx->saved_data["origin"] = origin->vec();
+  if (logical) ctx->saved_data["logical"] = logical->vec();
+}
+
+// The gradient of any of them: dropout_backward with the saved parameters.
+T grad_of(AutogradContext* ctx, const T& g) {
+  auto& d = ctx->saved_data;
+  std::optional<std::vector<int64_t>> origin, logical;
+  if (d.count("origin")) origin = d["origin"].toIntVector();
+  if (d.count("logical")) logical = d["logical"].toIntVector();
+  return call_dropout("backward", g, d["seed"].toTensor(), d["offset"].toTensor(),
+                      d["p"].toDouble(), d["axes"].toInt(), d["flags"].toInt(), opt(origin),
+                      opt(logical));
+}
+
+variable_list grads(AutogradContext* ctx, const variable_list& g) {
+  return {grad_of(ctx, g[0]), T(), T(), T(), T(), T(), T(), T()};
+}
+
+// dropout and dropout_backward: out = op(x) with the same mask both ways.
+template <char kWhich>
+struct Dropout : public torch::autograd::Function<Dropout<kWhich>> {
+  static T forward(AutogradContext* ctx, const T& x, const T& seed, const T& offset, double p,
+                   int64_t axes, int64_t flags, Shape origin, Shape logical) {
+    save(ctx, seed, offset, p, axes, flags, origin, logical);
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_dropout(kWhich == 'f' ? "forward" : "backward", x, seed, offset, p, axes,
+                        flags, origin, logical);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) { return grads(ctx, g); }
+};
+
+// dropout_: in place; the input is marked dirty, so autograd bumps its version and refuses
+// what it refuses for any in-place op (a leaf that requires grad, a tensor saved by another
+// op for its backward).
+struct DropoutInPlace : public torch::autograd::Function<DropoutInPlace> {
+  static T forward(AutogradContext* ctx, T x, const T& seed, const T& offset, double p,
+                   int64_t axes, int64_t flags, Shape origin, Shape logical) {
+    save(ctx, seed, offset, p, axes, flags, origin, logical);
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      static const auto inplace =
+          op("sdrop::dropout_").typed<T&(T&, const T&, const T&, double, int64_t, int64_t,
+                                          Shape, Shape)>();
+      inplace.call(x, seed, offset, p, axes, flags, origin, logical);
+    }
+    ctx->mark_dirty({x});
+    return x;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) { return grads(ctx, g); }
+};
+
+T call_apply_mask(const T& x, const T& mask, double p, int64_t axes, int64_t flags) {
+  static const auto raw =
+      op("sdrop::apply_mask").typed<T(const T&, const T&, double, int64_t, int64_t)>();
+  return raw.call(x, mask, p, axes, flags);
+}
+
+// apply_mask: differentiable in x only; the gradient applies the same mask (the caller's:
+// it cannot be regenerated, so it is what is saved).
+struct ApplyMask : public torch::autograd::Function<ApplyMask> {
+  static T forward(AutogradContext* ctx, const T& x, const T& mask, double p, int64_t axes,
+                   int64_t flags) {
+    ctx->saved_data["mask"] = mask;
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["axes"] = axes;
+    ctx->saved_data["flags"] = flags;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_apply_mask(x, mask, p, axes, flags);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    auto& d = ctx->saved_data;
+    // Through the dispatcher again, so that a double backward sees this as an op too.
+    return {call_apply_mask(g[0], d["mask"].toTensor(), d["p"].toDouble(), d["axes"].toInt(),
+                            d["flags"].toInt()),
+            T(), T(), T(), T()};
+  }
+};
+
+T dropout_autograd(const T& x, const T& seed, const T& offset, double p, int64_t axes,
+                   int64_t flags, Shape origin, Shape logical) {
+  return Dropout<'f'>::apply(x, seed, offset, p, axes, flags, origin, logical);
+}
+T dropout_backward_autograd(const T& g, const T& seed, const T& offset, double p, int64_t axes,
+                            int64_t flags, Shape origin, Shape logical) {
+  return Dropout<'b'>::apply(g, seed, offset, p, axes, flags, origin, logical);
+}
+T& dropout_inplace_autograd(T& x, const T& seed, const T& offset, double p, int64_t axes,
+                            int64_t flags, Shape origin, Shape logical) {
+  DropoutInPlace::apply(x, seed, offset, p, axes, flags, origin, logical);
+  return x;
+}
+T apply_mask_autograd(const T& x, const T& mask, double p, int64_t axes, int64_t flags) {
+  return ApplyMask::apply(x, mask, p, axes, flags);
+}
+
+}  // namespace
+}  // namespace sdrop_torch
+
+TORCH_LIBRARY_IMPL(sdrop, Autograd, m) {
+  using namespace sdrop_torch;
+  m.impl("dropout", &dropout_autograd);
+  m.impl("dropout_backward", &dropout_backward_autograd);
+  m.impl("dropout_", &dropout_inplace_autograd);
+  m.impl("apply_mask", &apply_mask_autograd);
+}

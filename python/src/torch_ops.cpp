@@ -1,0 +1,195 @@
+// The sdrop operators for PyTorch (docs/python.md): schemas, the CPU and CUDA kernels (one
+// function each: libsdrop runs a call where its tensors are) and the Meta kernels that
+// torch.compile, torch.export and FakeTensor trace with. Outputs come from torch's
+// allocator. The randomness is an argument: seed and offset are int64 scalar CPU tensors,
+// so the dropout, mask and apply_mask ops are pure functions of their inputs; draw_seed and
+// seeded_step are where (seed, offset) come from.
+#include <torch/csrc/autograd/graph_task.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+#include "torch_sdrop.h"
+
+namespace sdrop_torch {
+namespace {
+
+using Shape = at::OptionalIntArrayRef;
+using T = at::Tensor;
+
+// y = dropout(x) into `out`, or a fresh tensor of x's layout (channels_last stays so).
+T run_dropout(const T& x, const T& seed, const T& offset, double p, int64_t axes,
+              int64_t flags, Shape origin, Shape logical, bool backward, const T* out) {
+  const sdrop_params prm = params_of(seed, offset, p, axes, flags);
+  T y = out ? *out : at::empty_like(x);
+  const Shard shard(origin, logical, x.dim());
+  use_current_stream(x);
+  DL dx(x), dy(y);
+  check(backward ? sdrop_backward_sharded(&prm, shard.get(), &dx.t, &dy.t)
+                 : sdrop_forward_sharded(&prm, shard.get(), &dx.t, &dy.t));
+  return y;
+}
+
+T dropout(const T& x, const T& seed, const T& offset, double p, int64_t axes, int64_t flags,
+          Shape origin, Shape logical) {
+  return run_dropout(x, seed, offset, p, axes, flags, origin, logical, false, nullptr);
+}
+
+T& dropout_(T& x, const T& seed, const T& offset, double p, int64_t axes, int64_t flags,
+            Shape origin, Shape logical) {
+  run_dropout(x, seed, offset, p, axes, flags, origin, logical, false, &x);
+  return x;
+}
+
+T dropout_backward(const T& grad, const T& seed, const T& offset, double p, int64_t axes,
+                   int64_t flags, Shape origin, Shape logical) {
+  return run_dropout(grad, seed, offset, p, axes, flags, origin, logical, true, nullptr);
+}
+
+std::vector<int64_t> noise_shape(const T& like, int64_t axes) {
+  std::vector<int64_t> s = like.sizes().vec();
+  for (size_t i = 0; i < s.size(); i++)
+    if (i >= 63 || !((axes >> i) & 1)) s[i] = 1;
+  return s;
+}
+
+T mask(const T& like, const T& seed, const T& offset, double p, int64_t axes, bool as_bool,
+       Shape origin, Shape logical) {
+  const sdrop_params prm = params_of(seed, offset, p, axes, 0);
+  T m = at::empty(noise_shape(like, axes), like.options().dtype(as_bool ? at::kBool : at::kByte));
+  const Shard shard(origin, logical, like.dim());
+  use_current_stream(like);
+  DL dm(m);
+  check(sdrop_mask_sharded(&prm, shard.get(), &dm.t));
+  return m;
+}
+
+T apply_mask(const T& x, const T& m, double p, int64_t axes, int64_t flags) {
+  TORCH_CHECK_VALUE(axes >= 0 && axes <= UINT32_MAX,
+                    "sdrop: mask_axes must be a bit mask in [0, 2^32), got ", axes);
+  TORCH_CHECK_VALUE(flags >= 0 && flags <= UINT32_MAX, "sdrop: flags must be in [0, 2^32), got ",
+                    flags);
+  const sdrop_params prm{p, 0, 0, uint32_t(axes), uint32_t(flags)};
+  T y = at::empty_like(x);
+  use_current_stream(x);
+  DL dx(x), dm(m), dy(y);
+  check(sdrop_apply_mask(&prm, &dx.t, &dm.t, &dy.t));
+  return y;
+}
+
+// (seed, offset) for one call from the default generator of like's device. torch.manual_seed
+// reproduces it, fork_rng isolates it, and checkpointing's preserve_rng_state restores the
+// generator, so a recomputed forward draws the same.
+std::tuple<T, T> draw_seed(const T& like) {
+  const auto so = draw(like);
+  return {at::scalar_tensor(int64_t(so.first), at::kLong),
+          at::scalar_tensor(int64_t(so.second), at::kLong)};
+}
+
+// The offset (step) a module with an explicit seed uses for one call. `state` is the module's
+// int64 CPU tensor [next step, ring index, then kRecent entries of (draw, draw, step)]. Each
+// call also draws from the default generator, as torch's dropout would; a call made while a
+// backward pass runs whose draw is among the recent ones is a checkpointed region being
+// recomputed (its generator restored, eagerly or by AOTAutograd), and gets that call's step
+// again; any other call takes the next step. So the step advances once per training forward
+// whether or not checkpointing recomputes it, and depends on nothing else.
+//
+// The schema does not declare `state` mutated, on purpose: it is the module's private
+// counter, not data. Declared, a compiler would functionalize the op and recompute the
+// functional copy in a checkpointed backward without restoring the generator (a fresh draw,
+// a second step); undeclared, the op stays a random op, which AOTAutograd recomputes only
+// under the generator state it first ran with, and then this lookup gives the same step.
+constexpr int64_t kRecent = 64;
+
+T seeded_step(const T& like, const T& state_arg) {
+  T state = state_arg;
+  TORCH_CHECK_VALUE(state.device().is_cpu() && state.scalar_type() == at::kLong &&
+                        state.is_contiguous() && state.numel() == 2 + 3 * kRecent,
+                    "sdrop: state must be a contiguous CPU int64 tensor of ", 2 + 3 * kRecent,
+                    " elements");
+  const auto r = draw(like);
+  int64_t* s = state.data_ptr<int64_t>();
+  int64_t* recent = s + 2;
+  if (torch::autograd::get_current_graph_task_id() != -1) {
+    for (int64_t k = 0; k < kRecent; k++) {
+      if (uint64_t(recent[3 * k]) == r.first && uint64_t(recent[3 * k + 1]) == r.second &&
+          recent[3 * k + 2] >= 0) {
+        return at::scalar_tensor(recent[3 * k + 2], at::kLong);
+      }
+    }
+  }
+  const int64_t step = s[0]++;
+  const int64_t slot = s[1] % kRecent;
+  s[1] = (slot + 1) % kRecent;
+  recent[3 * slot] = int64_t(r.first);
+  recent[3 * slot + 1] = int64_t(r.second);
+  recent[3 * slot + 2] = step;
+  return at::scalar_tensor(step, at::kLong);
+}
+
+// Meta: shapes, dtypes and devices only, for FakeTensor (torch.compile, torch.export).
+T dropout_meta(const T& x, const T&, const T&, double, int64_t, int64_t, Shape, Shape) {
+  return at::empty_like(x);
+}
+T& dropout_meta_(T& x, const T&, const T&, double, int64_t, int64_t, Shape, Shape) { return x; }
+T mask_meta(const T& like, const T&, const T&, double, int64_t axes, bool as_bool, Shape,
+            Shape) {
+  return at::empty(noise_shape(like, axes), like.options().dtype(as_bool ? at::kBool : at::kByte));
+}
+T apply_mask_meta(const T& x, const T&, double, int64_t, int64_t) { return at::empty_like(x); }
+
+}  // namespace
+}  // namespace sdrop_torch
+
+TORCH_LIBRARY(sdrop, m) {
+  // seed, offset: int64 scalar CPU tensors. origin, logical_shape: SPEC section 8 (a shard of
+  // a larger logical tensor draws that tensor's mask).
+  m.def("dropout(Tensor x, Tensor seed, Tensor offset, float p, int mask_axes, int flags, "
+        "int[]? origin=None, int[]? logical_shape=None) -> Tensor");
+  m.def("dropout_(Tensor(a!) x, Tensor seed, Tensor offset, float p, int mask_axes, int flags, "
+        "int[]? origin=None, int[]? logical_shape=None) -> Tensor(a!)");
+  m.def("dropout_backward(Tensor grad, Tensor seed, Tensor offset, float p, int mask_axes, "
+        "int flags, int[]? origin=None, int[]? logical_shape=None) -> Tensor");
+  m.def("mask(Tensor like, Tensor seed, Tensor offset, float p, int mask_axes, "
+        "bool as_bool=False, int[]? origin=None, int[]? logical_shape=None) -> Tensor");
+  m.def("apply_mask(Tensor x, Tensor mask, float p, int mask_axes, int flags) -> Tensor");
+  // Random: a compiler must neither deduplicate nor reorder them, and recomputes them only
+  // with the generator state they ran with (the tag says so).
+  m.def("draw_seed(Tensor like) -> (Tensor seed, Tensor offset)",
+        {at::Tag::nondeterministic_seeded});
+  m.def("seeded_step(Tensor like, Tensor state) -> Tensor",
+        {at::Tag::nondeterministic_seeded});
+}
+
+TORCH_LIBRARY_IMPL(sdrop, CPU, m) {
+  using namespace sdrop_torch;
+  m.impl("dropout", &dropout);
+  m.impl("dropout_", &dropout_);
+  m.impl("dropout_backward", &dropout_backward);
+  m.impl("mask", &mask);
+  m.impl("apply_mask", &apply_mask);
+  m.impl("draw_seed", &draw_seed);
+  m.impl("seeded_step", &seeded_step);
+}
+
+#ifdef SDROP_TORCH_CUDA
+TORCH_LIBRARY_IMPL(sdrop, CUDA, m) {
+  using namespace sdrop_torch;
+  m.impl("dropout", &dropout);
+  m.impl("dropout_", &dropout_);
+  m.impl("dropout_backward", &dropout_backward);
+  m.impl("mask", &mask);
+  m.impl("apply_mask", &apply_mask);
+  m.impl("draw_seed", &draw_seed);
+  m.impl("seeded_step", &seeded_step);
+}
+#endif
+
+TORCH_LIBRARY_IMPL(sdrop, Meta, m) {
+  using namespace sdrop_torch;
+  m.impl("dropout", &dropout_meta);
+  m.impl("dropout_", &dropout_meta_);
+  m.impl("dropout_backward", &dropout_meta);
+  m.impl("mask", &mask_meta);
+  m.impl("apply_mask", &apply_mask_meta);
+}
