@@ -58,6 +58,11 @@ def _load_ops():
 
 _load_ops()
 _ops = torch.ops.sdrop
+# The overloads themselves: calling them skips the packet's overload resolution per call.
+_dropout = _ops.dropout.default
+_dropout_ = _ops.dropout_.default
+_draw_seed = _ops.draw_seed.default
+_seeded_step = _ops.seeded_step.default
 
 
 # The random ops' fakes: int64 scalars on the CPU, whatever the device of `like`.
@@ -94,7 +99,7 @@ def _seed_tensors(x, seed, offset):
     if seed is None:
         if offset is not None:
             raise ValueError("offset= needs seed=: with seed=None both come from torch's generator")
-        return _ops.draw_seed(x)
+        return _draw_seed(x)
     return (torch.tensor(_i64(seed, "seed"), dtype=torch.int64),
             torch.tensor(_i64(0 if offset is None else offset, "offset"), dtype=torch.int64))
 
@@ -116,9 +121,7 @@ def _check_p(p):
 
 
 def _run(x, p, seed_t, offset_t, axes, flags, inplace, origin, logical):
-    if inplace:
-        return _ops.dropout_(x, seed_t, offset_t, p, axes, flags, origin, logical)
-    return _ops.dropout(x, seed_t, offset_t, p, axes, flags, origin, logical)
+    return (_dropout_ if inplace else _dropout)(x, seed_t, offset_t, p, axes, flags, origin, logical)
 
 
 # ---- functions -------------------------------------------------------------------------------------
@@ -273,8 +276,8 @@ class _Philox(nn.Module):
 
     def _seed_offset(self, x):
         if self._seed is None:
-            return _ops.draw_seed(x)
-        return self._seed, _ops.seeded_step(x, self._state)
+            return _draw_seed(x)
+        return self._seed, _seeded_step(x, self._state)
 
     def _shard_for(self, x):
         if self.data_parallel is not None:

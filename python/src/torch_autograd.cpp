@@ -127,20 +127,47 @@ struct ApplyMask : public torch::autograd::Function<ApplyMask> {
   }
 };
 
+// No graph to record (grad mode off, or an input that does not require grad): straight to the
+// kernel below, as PyTorch's own generated autograd kernels do.
+bool records(const T& x) { return at::GradMode::is_enabled() && x.requires_grad(); }
+
 T dropout_autograd(const T& x, const T& seed, const T& offset, double p, int64_t axes,
                    int64_t flags, Shape origin, Shape logical) {
+  if (!records(x)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_dropout("forward", x, seed, offset, p, axes, flags, origin, logical);
+  }
   return Dropout<'f'>::apply(x, seed, offset, p, axes, flags, origin, logical);
 }
 T dropout_backward_autograd(const T& g, const T& seed, const T& offset, double p, int64_t axes,
                             int64_t flags, Shape origin, Shape logical) {
+  if (!records(g)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_dropout("backward", g, seed, offset, p, axes, flags, origin, logical);
+  }
   return Dropout<'b'>::apply(g, seed, offset, p, axes, flags, origin, logical);
 }
 T& dropout_inplace_autograd(T& x, const T& seed, const T& offset, double p, int64_t axes,
                             int64_t flags, Shape origin, Shape logical) {
+  if (!records(x) && !x.is_inference()) {
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      static const auto inplace =
+          op("sdrop::dropout_").typed<T&(T&, const T&, const T&, double, int64_t, int64_t,
+                                          Shape, Shape)>();
+      inplace.call(x, seed, offset, p, axes, flags, origin, logical);
+    }
+    x.unsafeGetTensorImpl()->bump_version();  // what mark_dirty does for a recorded call
+    return x;
+  }
   DropoutInPlace::apply(x, seed, offset, p, axes, flags, origin, logical);
   return x;
 }
 T apply_mask_autograd(const T& x, const T& mask, double p, int64_t axes, int64_t flags) {
+  if (!records(x)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_apply_mask(x, mask, p, axes, flags);
+  }
   return ApplyMask::apply(x, mask, p, axes, flags);
 }
 

@@ -4,6 +4,7 @@
 // allocator. The randomness is an argument: seed and offset are int64 scalar CPU tensors,
 // so the dropout, mask and apply_mask ops are pure functions of their inputs; draw_seed and
 // seeded_step are where (seed, offset) come from.
+#include <ATen/EmptyTensor.h>
 #include <torch/csrc/autograd/graph_task.h>
 #include <torch/library.h>
 
@@ -80,10 +81,15 @@ T apply_mask(const T& x, const T& m, double p, int64_t axes, int64_t flags) {
 // (seed, offset) for one call from the default generator of like's device. torch.manual_seed
 // reproduces it, fork_rng isolates it, and checkpointing's preserve_rng_state restores the
 // generator, so a recomputed forward draws the same.
+T cpu_scalar(int64_t v) {
+  T t = at::detail::empty_cpu({}, at::kLong, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
+  *t.mutable_data_ptr<int64_t>() = v;
+  return t;
+}
+
 std::tuple<T, T> draw_seed(const T& like) {
   const auto so = draw(like);
-  return {at::scalar_tensor(int64_t(so.first), at::kLong),
-          at::scalar_tensor(int64_t(so.second), at::kLong)};
+  return {cpu_scalar(int64_t(so.first)), cpu_scalar(int64_t(so.second))};
 }
 
 // The offset (step) a module with an explicit seed uses for one call. `state` is the module's
@@ -114,7 +120,7 @@ T seeded_step(const T& like, const T& state_arg) {
     for (int64_t k = 0; k < kRecent; k++) {
       if (uint64_t(recent[3 * k]) == r.first && uint64_t(recent[3 * k + 1]) == r.second &&
           recent[3 * k + 2] >= 0) {
-        return at::scalar_tensor(recent[3 * k + 2], at::kLong);
+        return cpu_scalar(recent[3 * k + 2]);
       }
     }
   }
@@ -124,7 +130,7 @@ T seeded_step(const T& like, const T& state_arg) {
   recent[3 * slot] = int64_t(r.first);
   recent[3 * slot + 1] = int64_t(r.second);
   recent[3 * slot + 2] = step;
-  return at::scalar_tensor(step, at::kLong);
+  return cpu_scalar(step);
 }
 
 // Meta: shapes, dtypes and devices only, for FakeTensor (torch.compile, torch.export).

@@ -14,20 +14,28 @@
 
 namespace sdrop_torch {
 
-// A DLTensor over an at::Tensor's data, shape and strides (elements), zero-copy.
+// A DLTensor over an at::Tensor's data, shape and strides (elements), zero-copy. Ranks above
+// 8 are passed as they are (sdrop refuses them, naming the rank) with their first 16 axes.
 struct DL {
-  std::vector<int64_t> shape, strides;
+  int64_t shape[16], strides[16];
   DLTensor t{};
 
-  explicit DL(const at::Tensor& a) : shape(a.sizes().vec()), strides(a.strides().vec()) {
+  explicit DL(const at::Tensor& a) {
+    const int64_t n = a.dim() < 16 ? a.dim() : 16;
+    const auto sizes = a.sizes();
+    const auto st = a.strides();
+    for (int64_t i = 0; i < n; i++) {
+      shape[i] = sizes[i];
+      strides[i] = st[i];
+    }
     t.data = a.numel() ? a.data_ptr() : nullptr;
     t.device = a.is_cuda() ? DLDevice{kDLCUDA, int32_t(a.get_device())}
                : a.is_cpu() ? DLDevice{kDLCPU, 0}
                             : DLDevice{kDLExtDev, 0};  // refused by sdrop, naming the device
     t.ndim = int32_t(a.dim());
     t.dtype = dtype_of(a.scalar_type());
-    t.shape = shape.data();
-    t.strides = strides.data();
+    t.shape = shape;
+    t.strides = strides;
   }
 
   static DLDataType dtype_of(at::ScalarType s) {
@@ -70,7 +78,7 @@ inline uint64_t scalar_of(const at::Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(t.device().is_cpu() && t.scalar_type() == at::kLong && t.numel() == 1,
                     "sdrop: ", name, " must be a CPU int64 tensor of one element, got ",
                     t.scalar_type(), " ", t.sizes(), " on ", t.device());
-  return uint64_t(t.item<int64_t>());
+  return uint64_t(*t.const_data_ptr<int64_t>());  // read on the host, without a dispatch
 }
 
 inline sdrop_params params_of(const at::Tensor& seed, const at::Tensor& offset, double p,
