@@ -394,6 +394,15 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("ref_ntcopy_isa", ref_ntcopy_isa());
   benchmark::AddCustomContext("torch_version", cfg.torch ? torch_version() : "not built/disabled");
   if (cfg.torch) benchmark::AddCustomContext("torch_threads", std::to_string(torch_threads()));
+  // The names carry only a size's name: its N x C x H x W shape is here, for report.py
+  // ("tiny=1x16x8x8,cache=...", in the order registered).
+  std::string sizes;
+  for (const Size& s : kSizes) {
+    if (!sizes.empty()) sizes += ",";
+    sizes += std::string(s.name) + "=" + std::to_string(s.n) + "x" + std::to_string(s.c) + "x" +
+             std::to_string(s.h) + "x" + std::to_string(s.w);
+  }
+  benchmark::AddCustomContext("bench_sizes", sizes);
 
   register_all();
   if (cfg.gpu) {

@@ -54,11 +54,11 @@ fi
 want_halide=21.0.0
 have_halide=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("halide"))' 2>/dev/null || true)
 if [ "$have_halide" != "$want_halide" ] \
-   || ! "$venv/bin/python" -c 'import cmake, ninja' 2>/dev/null; then
-  say "installing halide==$want_halide, cmake, ninja into .venv"
+   || ! "$venv/bin/python" -c 'import cmake, ninja, pytest' 2>/dev/null; then
+  say "installing halide==$want_halide, cmake, ninja, pytest into .venv"
   "$venv/bin/python" -m pip install -q --upgrade pip || die "pip upgrade failed"
-  "$venv/bin/python" -m pip install -q "halide==$want_halide" "cmake>=3.28,<4.2" "ninja" \
-    || die "pip install halide==$want_halide cmake ninja failed"
+  "$venv/bin/python" -m pip install -q "halide==$want_halide" "cmake>=3.28,<4.2" "ninja" "pytest" \
+    || die "pip install halide==$want_halide cmake ninja pytest failed"
 fi
 if ((want_bench)) && ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
   say "installing matplotlib into .venv (benchmark plots)"

@@ -1,0 +1,53 @@
+"""bench.md put together: the CPU and GPU headlines, the run's description, the errors and the
+tables. A run without GPU rows reads as a CPU-only report, a GPU-only run gives only the GPU
+sections."""
+from dataclasses import dataclass
+from typing import List
+
+from . import render_cpu, render_gpu
+from .fmt import num
+from .model import Model
+
+
+def run_lines(m: Model, cmdline: str) -> List[str]:
+    c = m.ctx
+    la = c.get("load_avg")
+    lines = [
+        f"Run: `{cmdline}`; sdrop {c.get('sdrop_version', '?')} (ISA {c.get('sdrop_isa', '?')}, "
+        f"host {c.get('sdrop_host_isa', '?')}), libtorch {c.get('torch_version', '?')}, "
+        f"{c.get('bench_repetitions', '?')} repetitions × ≥ {num(c.get('bench_min_time_s'))} s "
+        f"(medians), warm-up {num(c.get('bench_warmup_s'))} s, {c.get('date', '?')}"
+        + (f", load average at start {la[0]:.2f}" if la else "") + "."]
+    if la and la[0] > 1.0:
+        lines.append("")
+        lines.append(f"**Warning:** the load average was {la[0]:.2f} when the run started on "
+                     f"{c.get('num_cpus', '?')} CPUs: other work shared the machine and the "
+                     "numbers are noisier than they should be.")
+    return lines
+
+
+@dataclass
+class Document:
+    head: List[str]      # the headline, also printed to stdout
+    markdown: List[str]  # the whole of bench.md
+
+
+def build(m: Model, cmdline: str, errors: List[str]) -> Document:
+    cpu = m.has_cpu()
+    head = []
+    gpu = render_gpu.headline(m)
+    if cpu:
+        head += render_cpu.headline(m) + run_lines(m, cmdline)
+        if gpu:
+            head.append("")  # else the GPU heading runs straight on from the Run paragraph
+    head += gpu
+    if not cpu:
+        head += run_lines(m, cmdline)
+    md = ["# sdrop benchmark report", ""] + head
+    if errors:
+        md += ["", "## Errors", ""] + [f"- `{e}`" for e in errors]
+    md += [""]
+    if cpu:
+        md += render_cpu.tables(m) + [""]
+    md += render_gpu.tables(m)
+    return Document(head, md)

@@ -1,0 +1,93 @@
+"""The issue-5 performance targets, checked against a Model.
+
+Each target is met only when every value it names was measured and passes; with one missing
+it is "n/a" (None), so a filtered run never claims a target it did not measure."""
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from .fmt import dims
+from .model import ISAS, LARGE, PS, TINY, Model, ratio
+
+
+@dataclass
+class Target:
+    text: str
+    ok: Optional[bool]
+    # (what, value) pairs: ratios, or seconds when kind is "times".
+    values: List[Tuple[str, Optional[float]]]
+    kind: str = "ratios"  # "ratios", "times", or "worst": only the smallest ratio is shown
+
+
+def all_ok(values, threshold, at_least=True) -> Optional[bool]:
+    vals = [v for _, v in values]
+    if not vals or any(v is None for v in vals):
+        return None
+    return all((v >= threshold) if at_least else (v <= threshold) for v in vals)
+
+
+def targets(m: Model) -> List[Target]:
+    out = []
+    L = LARGE
+
+    def per_p(fn):
+        return [(f"p={p}", fn(p)) for p in PS]
+
+    # 1. default mode out of place vs the mixed limit
+    v = per_p(lambda p: ratio(m.limit("f32", L, p, "zero", "oop")[1],
+                              m.sdrop("fwd", "f32", "nchw", L, p, "zero", "oop")))
+    out.append(Target("large NCHW, default mode, out of place ≥ 0.95× the mixed limit",
+                      all_ok(v, 0.95), v))
+    # 2. multiply vs scale
+    v = per_p(lambda p: ratio(m.ref("scale", "f32", L),
+                              m.sdrop("fwd", "f32", "nchw", L, p, "mul", "oop")))
+    out.append(Target("large NCHW, SDROP_FLAG_MULTIPLY, out of place ≥ 0.95× the scale reference",
+                      all_ok(v, 0.95), v))
+    # 3. in place vs the in-place reference, and vs libtorch in place
+    for mode in ("zero", "mul"):
+        v = per_p(lambda p: ratio(m.ref("scale_inplace", "f32", L),
+                                  m.sdrop("fwd", "f32", "nchw", L, p, mode, "inplace")))
+        out.append(Target(f"large NCHW in place ({'default' if mode == 'zero' else 'multiply'}) "
+                          "≥ 0.95× the in-place reference", all_ok(v, 0.95), v))
+    v = []
+    for layout in ("nchw", "nhwc"):
+        for size in m.size_order:
+            for p in PS:
+                for mode in ("zero", "mul"):
+                    r = ratio(m.torch("f32", layout, size, p, "inplace"),
+                              m.sdrop("fwd", "f32", layout, size, p, mode, "inplace"))
+                    if r is not None:
+                        v.append((f"{layout}/{size}/p{p}/{mode}", r))
+    out.append(Target("in place never slower than libtorch in place "
+                      "(f32, every size/layout/p/mode)",
+                      None if not v else all(r >= 1.0 for _, r in v), v, kind="worst"))
+    # 4. vs libtorch out of place
+    v = per_p(lambda p: ratio(m.torch("f32", "nchw", L, p, "oop"),
+                              m.sdrop("fwd", "f32", "nchw", L, p, "zero", "oop")))
+    out.append(Target("≥ 4× libtorch out of place, large (NCHW, default mode)",
+                      all_ok(v, 4.0), v))
+    v = per_p(lambda p: ratio(m.torch("f32", "nchw", TINY, p, "oop"),
+                              m.sdrop("fwd", "f32", "nchw", TINY, p, "zero", "oop")))
+    out.append(Target(f"≥ 10× libtorch out of place, {TINY} {dims(m.size(TINY))} "
+                      "(NCHW, default mode)", all_ok(v, 10.0), v))
+    # 5. half types: the time, so lower is better
+    t32 = m.sdrop("fwd", "f32", "nchw", L, 0.5, "zero", "oop")
+    v = [(dt, ratio(m.sdrop("fwd", dt, "nchw", L, 0.5, "zero", "oop"), t32))
+         for dt in ("f16", "bf16")]
+    out.append(Target("float16/bfloat16 time ≤ 0.55× float32 (large NCHW p=0.5, default, "
+                      "out of place)", all_ok(v, 0.55, at_least=False), v))
+    # 6. channels-last within 5 % (a time ratio, lower is better)
+    v = [(f"p={p} {mode}", ratio(m.sdrop("fwd", "f32", "nhwc", L, p, mode, "oop"),
+                                 m.sdrop("fwd", "f32", "nchw", L, p, mode, "oop")))
+         for mode in ("zero", "mul") for p in PS]
+    out.append(Target("channels-last within 5 % of channels-first (large f32 out of place; "
+                      "time NHWC / NCHW ≤ 1.05)", all_ok(v, 1.05, at_least=False), v))
+    # 7. ISA variants: every one up to the host's must have been forced; an unknown host
+    # expects them all.
+    host = m.ctx.get("sdrop_host_isa", "?")
+    expect = list(ISAS[:ISAS.index(host) + 1] if host in ISAS else ISAS)
+    isas = m.forced_isas()
+    got = [i for i in expect if i in isas]
+    v = [(i, m.sdrop("fwd", "f32", "nchw", L, 0.5, "zero", "oop", i)) for i in isas]
+    out.append(Target(f"every ISA variant up to the host's ({host}) forced in the report",
+                      got == expect if expect else None, v, kind="times"))
+    return out
