@@ -2,12 +2,13 @@
 // device-to-device cudaMemcpyAsync of the same bytes and cuDNN's dropout (cudnnDropoutForward:
 // an element-wise mask, always x * mask * scale) on the same shape, in the same process and run.
 //
-// Every benchmark runs on one non-blocking stream (sdrop_set_cuda_stream(NULL, stream): the
-// primary context of device 0, the one the CUDA runtime uses). Each iteration is bracketed by two
-// CUDA events on that stream and reports their elapsed time (UseManualTime); a call and a
-// synchronize run before the timed loop (module load / PTX JIT, cuDNN's first launch), then
-// Google Benchmark's warm-up. Descriptors, states and buffers are set up outside the timed
-// region: inputs once per dtype (the values of fill_input), the output buffer shared.
+// This file is the CUDA GpuBackend of gpu.h and its peers; the sdrop benchmark, buffers, the
+// untimed first call and the loop are gpu.cpp's. Every benchmark runs on one non-blocking stream
+// (sdrop_set_cuda_stream(NULL, stream): the primary context of device 0, the one the CUDA runtime
+// uses). Each iteration is bracketed by two CUDA events on that stream and reports their elapsed
+// time (UseManualTime); the first call (module load / PTX JIT, cuDNN's first launch) is outside
+// the timed loop, then Google Benchmark's warm-up. Descriptors and states are set up outside the
+// timed region too.
 //
 // Run only these: sdrop_bench --benchmark_filter=^gpu/cuda/
 //
@@ -19,9 +20,9 @@
 
 #include <cstdio>
 #include <string>
-#include <utility>
 #include <vector>
 
+#include "cases.h"
 #include "gpu.h"
 
 namespace sdb {
@@ -58,80 +59,103 @@ const char* width_name(DType d) {
   return d == DType::f64 ? "f64" : d == DType::f32 ? "f32" : "16bit";
 }
 
-// ---- process-wide CUDA state: set up at registration (stream, events, cuDNN) and lazily at
-// the first benchmark that needs it (buffers, dropout descriptors) ---------------------------------
+// ---- the backend: one non-blocking stream, two events, cuDNN on the same stream -----------------
 struct Dropout {
   double p;
   cudnnDropoutDescriptor_t desc;
   void* states;
 };
 
-struct CudaState {
-  int device = 0;
+class CudaBench : public GpuBackend {
+ public:
+  const char* name() const override { return "cuda"; }
+  DLDevice device() const override { return DLDevice{kDLCUDA, device_id}; }
+  bool manual_time() const override { return true; }
+  std::string alloc(size_t bytes, void** buf) override {
+    SDB_CU(cudaMalloc(buf, bytes));
+    return "";
+  }
+  std::string upload(void* buf, const void* host, size_t bytes) override {
+    SDB_CU(cudaMemcpy(buf, host, bytes, cudaMemcpyHostToDevice));
+    return "";
+  }
+  std::string copy(void* dst, void* src, size_t bytes) override {
+    SDB_CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
+    return "";
+  }
+  std::string use_queue() override {
+    sdrop_set_cuda_stream(nullptr, stream);  // the primary context of device_id
+    return "";
+  }
+  std::string sync() override {
+    SDB_CU(cudaStreamSynchronize(stream));
+    return "";
+  }
+  // Two events on the stream around the enqueue: the GPU time of the work between them.
+  std::string timed(const Enqueue& enqueue, double* seconds) override {
+    SDB_CU(cudaEventRecord(ev0, stream));
+    std::string err = enqueue();
+    if (!err.empty()) return err;
+    SDB_CU(cudaEventRecord(ev1, stream));
+    SDB_CU(cudaEventSynchronize(ev1));
+    float ms = 0.0f;
+    SDB_CU(cudaEventElapsedTime(&ms, ev0, ev1));
+    *seconds = double(ms) * 1e-3;
+    return "";
+  }
+
+  std::string init_device() {
+    SDB_CU(cudaSetDevice(device_id));
+    SDB_CU(cudaFree(nullptr));  // creates the primary context now, not in a timed region
+    SDB_CU(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    SDB_CU(cudaEventCreate(&ev0));
+    SDB_CU(cudaEventCreate(&ev1));
+    return "";
+  }
+  std::string init_cudnn() {
+    SDB_DNN(cudnnCreate(&dnn));
+    SDB_DNN(cudnnSetStream(dnn, stream));
+    return "";
+  }
+  // The dropout descriptor of p (its RNG states initialised once, by a kernel on the stream).
+  std::string dropout_desc(double p, cudnnDropoutDescriptor_t* out) {
+    for (const Dropout& d : drops)
+      if (d.p == p) {
+        *out = d.desc;
+        return "";
+      }
+    Dropout d{p, nullptr, nullptr};
+    if (!states_bytes) SDB_DNN(cudnnDropoutGetStatesSize(dnn, &states_bytes));
+    SDB_DNN(cudnnCreateDropoutDescriptor(&d.desc));
+    SDB_CU(cudaMalloc(&d.states, states_bytes));
+    SDB_DNN(cudnnSetDropoutDescriptor(d.desc, dnn, float(p), d.states, states_bytes, 0x5d509ull));
+    SDB_CU(cudaStreamSynchronize(stream));
+    drops.push_back(d);
+    *out = d.desc;
+    return "";
+  }
+  std::string reserve_space(size_t bytes, void** out) {
+    if (bytes > reserve_bytes) {
+      if (reserve_buf) SDB_CU(cudaFree(reserve_buf));
+      reserve_buf = nullptr;
+      reserve_bytes = 0;
+      SDB_CU(cudaMalloc(&reserve_buf, bytes));
+      reserve_bytes = bytes;
+    }
+    *out = reserve_buf;
+    return "";
+  }
+
+  int device_id = 0;
   cudaStream_t stream = nullptr;
   cudaEvent_t ev0 = nullptr, ev1 = nullptr;
-  int64_t in_numel[4] = {};  // per DType: elements reserved at registration
-  void* in[4] = {};          // per DType: the input, filled once
-  size_t out_bytes = 0;      // reserved at registration
-  void* out = nullptr;       // output / in-place operand
   cudnnHandle_t dnn = nullptr;
   size_t states_bytes = 0;
   std::vector<Dropout> drops;
-  void* reserve = nullptr;
+  void* reserve_buf = nullptr;
   size_t reserve_bytes = 0;
 };
-CudaState g;
-
-std::string input(DType d, void** out) {
-  const int k = int(d);
-  if (!g.in[k]) {
-    const int64_t n = g.in_numel[k];
-    const size_t bytes = size_t(n) * dtype_size(d);
-    SDB_CU(cudaMalloc(&g.in[k], bytes));
-    std::vector<unsigned char> host(bytes);
-    fill_pattern(d, host.data(), n);
-    SDB_CU(cudaMemcpy(g.in[k], host.data(), bytes, cudaMemcpyHostToDevice));
-  }
-  *out = g.in[k];
-  return "";
-}
-
-std::string output(void** out) {
-  if (!g.out) SDB_CU(cudaMalloc(&g.out, g.out_bytes));
-  *out = g.out;
-  return "";
-}
-
-std::string dropout_desc(double p, cudnnDropoutDescriptor_t* out) {
-  for (const Dropout& d : g.drops)
-    if (d.p == p) {
-      *out = d.desc;
-      return "";
-    }
-  Dropout d{p, nullptr, nullptr};
-  if (!g.states_bytes) SDB_DNN(cudnnDropoutGetStatesSize(g.dnn, &g.states_bytes));
-  SDB_DNN(cudnnCreateDropoutDescriptor(&d.desc));
-  SDB_CU(cudaMalloc(&d.states, g.states_bytes));
-  // Initialises the RNG states with a kernel on the handle's stream.
-  SDB_DNN(cudnnSetDropoutDescriptor(d.desc, g.dnn, float(p), d.states, g.states_bytes,
-                                    0x5d509ull));
-  SDB_CU(cudaStreamSynchronize(g.stream));
-  g.drops.push_back(d);
-  *out = d.desc;
-  return "";
-}
-
-std::string reserve_space(size_t bytes, void** out) {
-  if (bytes > g.reserve_bytes) {
-    if (g.reserve) SDB_CU(cudaFree(g.reserve));
-    g.reserve = nullptr;
-    g.reserve_bytes = 0;
-    SDB_CU(cudaMalloc(&g.reserve, bytes));
-    g.reserve_bytes = bytes;
-  }
-  *out = g.reserve;
-  return "";
-}
+CudaBench g;
 
 struct TensorDesc {
   cudnnTensorDescriptor_t d = nullptr;
@@ -147,108 +171,20 @@ struct TensorDesc {
   }
 };
 
-// Runs enqueue() once per iteration between two events on the stream and reports the elapsed
-// GPU time. Returns false (after SkipWithError) on a failure.
-template <class Enqueue>
-bool timed_loop(benchmark::State& st, Enqueue&& enqueue) {
-  for (auto _ : st) {
-    cudaError_t e = cudaEventRecord(g.ev0, g.stream);
-    std::string err = e == cudaSuccess ? enqueue() : cu_error("cudaEventRecord", e);
-    if (err.empty() && (e = cudaEventRecord(g.ev1, g.stream)) != cudaSuccess)
-      err = cu_error("cudaEventRecord", e);
-    if (err.empty() && (e = cudaEventSynchronize(g.ev1)) != cudaSuccess)
-      err = cu_error("cudaEventSynchronize", e);
-    float ms = 0.0f;
-    if (err.empty() && (e = cudaEventElapsedTime(&ms, g.ev0, g.ev1)) != cudaSuccess)
-      err = cu_error("cudaEventElapsedTime", e);
-    if (!err.empty()) {
-      st.SkipWithError(err.c_str());
-      return false;
-    }
-    st.SetIterationTime(double(ms) * 1e-3);
-  }
-  return true;
-}
-
-bool check(benchmark::State& st, const std::string& err) {
-  if (err.empty()) return true;
-  st.SkipWithError(err.c_str());
-  return false;
-}
-
-// ---- sdrop ----------------------------------------------------------------------------------------
-void bm_sdrop(benchmark::State& st, const Case& c) {
-  const int64_t numel = c.numel();
-  const size_t bytes = size_t(numel) * dtype_size(c.dtype);
-  void* in = nullptr;
-  void* out = nullptr;
-  if (!check(st, input(c.dtype, &in)) || !check(st, output(&out))) return;
-  void* xdata = in;
-  if (c.inplace) {
-    if (!check(st, [&]() -> std::string {
-          SDB_CU(cudaMemcpyAsync(out, in, bytes, cudaMemcpyDeviceToDevice, g.stream));
-          return "";
-        }()))
-      return;
-    xdata = out;
-  }
-  int64_t shape[4];
-  gpu_shape(c, shape);
-  DLTensor x{};
-  x.data = xdata;
-  x.device = DLDevice{kDLCUDA, g.device};
-  x.ndim = 4;
-  x.dtype = gpu_dl_dtype(c.dtype);
-  x.shape = shape;
-  x.strides = nullptr;
-  x.byte_offset = 0;
-  DLTensor y = x;
-  y.data = out;
-  sdrop_params prm = gpu_params(c);
-
-  sdrop_set_cuda_stream(nullptr, g.stream);
-  auto call = [&]() -> std::string {
-    ++prm.offset;  // a new mask every call, as in training
-    sdrop_status r = sdrop_forward(&prm, &x, &y);
-    if (r != SDROP_OK)
-      return std::string("sdrop_forward: ") + gpu_status_name(r) + ": " + sdrop_last_error();
-    return "";
-  };
-  // Outside the timed loop: the first call loads the kernel module (the driver JIT-compiles the
-  // PTX), and any asynchronous fault shows here rather than in the timings.
-  if (!check(st, call()) || !check(st, [&]() -> std::string {
-        SDB_CU(cudaStreamSynchronize(g.stream));
-        return "";
-      }()))
-    return;
-  if (!timed_loop(st, call)) return;
-  st.SetBytesProcessed(int64_t(st.iterations()) * c.bytes_moved());
-}
-
-// ---- references -----------------------------------------------------------------------------------
+// ---- peers ------------------------------------------------------------------------------------------
 void bm_memcpy(benchmark::State& st, DType d, const Size* size) {
   const size_t bytes = size_t(size->numel()) * dtype_size(d);
   void* in = nullptr;
   void* out = nullptr;
-  if (!check(st, input(d, &in)) || !check(st, output(&out))) return;
-  auto call = [&]() -> std::string {
-    SDB_CU(cudaMemcpyAsync(out, in, bytes, cudaMemcpyDeviceToDevice, g.stream));
-    return "";
-  };
-  if (!check(st, call()) || !check(st, [&]() -> std::string {
-        SDB_CU(cudaStreamSynchronize(g.stream));
-        return "";
-      }()))
-    return;
-  if (!timed_loop(st, call)) return;
-  st.SetBytesProcessed(int64_t(st.iterations()) * 2 * int64_t(bytes));
-  st.SetLabel("cudaMemcpyAsync D2D");
+  if (!check(st, g.input(d, &in)) || !check(st, g.output(&out))) return;
+  run_timed(st, g, [&] { return g.copy(out, in, bytes); }, 2 * int64_t(bytes),
+            "cudaMemcpyAsync D2D");
 }
 
 void bm_cudnn(benchmark::State& st, const Case& c) {
   void* in = nullptr;
   void* out = nullptr;
-  if (!check(st, input(c.dtype, &in)) || !check(st, output(&out))) return;
+  if (!check(st, g.input(c.dtype, &in)) || !check(st, g.output(&out))) return;
   const Size& s = *c.size;
   TensorDesc xd;
   if (!check(st, xd.set(c.dtype, c.nhwc, int(s.n), int(s.c), int(s.h), int(s.w)))) return;
@@ -259,38 +195,16 @@ void bm_cudnn(benchmark::State& st, const Case& c) {
         SDB_DNN(cudnnDropoutGetReserveSpaceSize(xd.d, &rbytes));
         return "";
       }()) ||
-      !check(st, reserve_space(rbytes, &reserve)) || !check(st, dropout_desc(c.p, &drop)))
+      !check(st, g.reserve_space(rbytes, &reserve)) || !check(st, g.dropout_desc(c.p, &drop)))
     return;
   auto call = [&]() -> std::string {
     SDB_DNN(cudnnDropoutForward(g.dnn, drop, xd.d, in, xd.d, out, reserve, rbytes));
     return "";
   };
-  if (!check(st, call()) || !check(st, [&]() -> std::string {
-        SDB_CU(cudaStreamSynchronize(g.stream));
-        return "";
-      }()))
-    return;
-  if (!timed_loop(st, call)) return;
-  st.SetBytesProcessed(int64_t(st.iterations()) * c.bytes_moved());
-  st.SetLabel("element-wise mask");
+  run_timed(st, g, call, c.bytes_moved(), "element-wise mask");
 }
 
 // ---- set-up and registration ----------------------------------------------------------------------
-std::string init_device() {
-  SDB_CU(cudaSetDevice(g.device));
-  SDB_CU(cudaFree(nullptr));  // creates the primary context now, not in a timed region
-  SDB_CU(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking));
-  SDB_CU(cudaEventCreate(&g.ev0));
-  SDB_CU(cudaEventCreate(&g.ev1));
-  return "";
-}
-
-std::string init_cudnn() {
-  SDB_DNN(cudnnCreate(&g.dnn));
-  SDB_DNN(cudnnSetStream(g.dnn, g.stream));
-  return "";
-}
-
 // Whether cuDNN's dropout runs on this dtype: one call on a 1x4x3x3 tensor.
 std::string cudnn_probe(DType d) {
   const size_t bytes = 36 * size_t(dtype_size(d));
@@ -308,7 +222,7 @@ std::string cudnn_probe(DType d) {
     if (!e.empty()) return e;
     SDB_DNN(cudnnDropoutGetReserveSpaceSize(xd.d, &rbytes));
     SDB_CU(cudaMalloc(&reserve, rbytes ? rbytes : 1));
-    e = dropout_desc(0.5, &drop);
+    e = g.dropout_desc(0.5, &drop);
     if (!e.empty()) return e;
     SDB_DNN(cudnnDropoutForward(g.dnn, drop, xd.d, x, xd.d, y, reserve, rbytes));
     SDB_CU(cudaStreamSynchronize(g.stream));
@@ -328,35 +242,17 @@ std::string version(int v) {  // CUDA's 1000 * major + 10 * minor
 // section 7 (every dtype, size, layout, p, mode and place) with --full. Forward only: backward
 // runs the same kernel.
 std::vector<Case> cases(bool full) {
-  std::vector<Case> out;
-  const double ps[3] = {0.1, 0.5, 0.9};
-  for (const Size& size : kSizes) {
-    const bool large = &size == &kSizes[2];
-    for (DType d : {DType::f32, DType::f16, DType::bf16, DType::f64}) {
-      for (bool nhwc : {false, true}) {
-        for (double p : ps) {
-          for (bool mul : {false, true}) {
-            for (bool inplace : {false, true}) {
-              Case c;
-              c.size = &size;
-              c.dtype = d;
-              c.nhwc = nhwc;
-              c.p = p;
-              c.multiply = mul;
-              c.inplace = inplace;
-              bool take = full;
-              if (d == DType::f32) take = take || large || !inplace || p == 0.5;
-              if (d == DType::f16 || d == DType::bf16)
-                take = take || (large && !nhwc && (!inplace || p == 0.5)) ||
-                       (large && nhwc && p == 0.5 && !mul && !inplace);
-              if (take) out.push_back(c);
-            }
-          }
-        }
-      }
-    }
-  }
-  return out;
+  return select_cases({&kSizes[0], &kSizes[1], &kSizes[2]},
+                      {DType::f32, DType::f16, DType::bf16, DType::f64}, {0.1, 0.5, 0.9},
+                      [full](const Case& c) {
+                        const bool large = c.size == &kSizes[2];
+                        if (full) return true;
+                        if (c.dtype == DType::f32) return large || !c.inplace || c.p == 0.5;
+                        if (c.dtype == DType::f16 || c.dtype == DType::bf16)
+                          return (large && !c.nhwc && (!c.inplace || c.p == 0.5)) ||
+                                 (large && c.nhwc && c.p == 0.5 && !c.multiply && !c.inplace);
+                        return false;
+                      });
 }
 
 }  // namespace
@@ -373,31 +269,30 @@ void register_cuda() {
       if (void* h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL)) dlclose(h);
       else why += "; no NVIDIA driver: libcuda.so.1 not found";
     }
-    std::fprintf(stderr, "cuda: no device (%s), CUDA benchmarks skipped\n", why.c_str());
-    benchmark::AddCustomContext("cuda", "no device (" + why + ")");
+    report_no_device("cuda", "CUDA", why);
     return;
   }
-  std::string err = init_device();
+  std::string err = g.init_device();
   if (!err.empty()) {
     std::fprintf(stderr, "cuda: no device (device %d unusable: %s), CUDA benchmarks skipped\n",
-                 g.device, err.c_str());
+                 g.device_id, err.c_str());
     benchmark::AddCustomContext("cuda", "device unusable (" + err + ")");
     return;
   }
   cudaDeviceProp prop{};
-  cudaGetDeviceProperties(&prop, g.device);
+  cudaGetDeviceProperties(&prop, g.device_id);
   int rt = 0, drv = 0;
   cudaRuntimeGetVersion(&rt);
   cudaDriverGetVersion(&drv);
   char desc[512];
   std::snprintf(desc, sizeof desc, "%s (sm_%d%d, %d SMs, %.1f GiB), device %d of %d",
                 prop.name, prop.major, prop.minor, prop.multiProcessorCount,
-                double(prop.totalGlobalMem) / double(1ull << 30), g.device, n);
+                double(prop.totalGlobalMem) / double(1ull << 30), g.device_id, n);
   benchmark::AddCustomContext("cuda", desc);
   benchmark::AddCustomContext("cuda_runtime", version(rt));
   benchmark::AddCustomContext("cuda_driver", version(drv));
 
-  std::string dnn_err = init_cudnn();
+  std::string dnn_err = g.init_cudnn();
   if (dnn_err.empty()) {
     const size_t v = cudnnGetVersion();
     benchmark::AddCustomContext("cudnn", std::to_string(v / 10000) + "." +
@@ -428,45 +323,21 @@ void register_cuda() {
   }
   if (!dnn_skipped.empty()) benchmark::AddCustomContext("cudnn_skipped", dnn_skipped);
 
-  std::vector<std::string> seen;
-  auto once = [&](const std::string& name) {
-    for (const std::string& s : seen)
-      if (s == name) return false;
-    seen.push_back(name);
-    return true;
-  };
+  GpuRegistry reg(g);
   for (const Case& c : all) {
-    const int k = int(c.dtype);
-    if (c.numel() > g.in_numel[k]) g.in_numel[k] = c.numel();
-    const size_t bytes = size_t(c.numel()) * dtype_size(c.dtype);
-    if (bytes > g.out_bytes) g.out_bytes = bytes;
-
     // memcpy D2D: one per width and size (f16 and bf16 share "16bit", as on the CPU).
-    std::string name = std::string("gpu/cuda/ref/memcpy_d2d/") + width_name(c.dtype) + "/" +
-                       c.size->name;
-    if (once(name)) {
-      const DType d = c.dtype;
-      const Size* size = c.size;
-      apply_gpu(benchmark::RegisterBenchmark(
-                    name.c_str(), [d, size](benchmark::State& st) { bm_memcpy(st, d, size); }),
-                true);
-    }
+    const DType d = c.dtype;
+    const Size* size = c.size;
+    reg.add(std::string("gpu/cuda/ref/memcpy_d2d/") + width_name(d) + "/" + size->name,
+            [d, size](benchmark::State& st) { bm_memcpy(st, d, size); });
     // cuDNN: out of place, always multiplies; one per dtype, layout, size and p.
-    if (dnn_ok[k]) {
+    if (dnn_ok[int(d)]) {
       Case r = c;
       r.multiply = true;
       r.inplace = false;
-      name = case_name("gpu/cuda/cudnn", r);
-      if (once(name))
-        apply_gpu(benchmark::RegisterBenchmark(
-                      name.c_str(), [r](benchmark::State& st) { bm_cudnn(st, r); }),
-                  true);
+      reg.add(case_name("gpu/cuda/cudnn", r), [r](benchmark::State& st) { bm_cudnn(st, r); });
     }
-    name = case_name("gpu/cuda/sdrop", c);
-    if (once(name))
-      apply_gpu(benchmark::RegisterBenchmark(
-                    name.c_str(), [c](benchmark::State& st) { bm_sdrop(st, c); }),
-                true);
+    reg.add_sdrop(c);
   }
 }
 

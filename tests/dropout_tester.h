@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <iomanip>
 #include <memory>
 #include <numeric>
@@ -154,6 +155,7 @@ class TensorBuffer {
   DLTensor* tensor() { return &t_; }
   const DLTensor& t() const { return t_; }
   std::vector<uint8_t>& bytes() { return bytes_; }
+  const std::vector<uint8_t>& bytes() const { return bytes_; }
   const std::vector<int64_t>& shape() const { return shape_; }
   const std::vector<int64_t>& strides() const { return strides_; }
 
@@ -294,209 +296,282 @@ inline int FailedParts() {
 constexpr int kEnoughFailures = 40;
 
 
-// ---- The dropout tester --------------------------------------------------------------------------
+// ---- The call a tester describes ----------------------------------------------------------------
+// One builder for every tester (the CPU testers below, the GPU tester in gpu/gpu_tester.h): a
+// call's state and how its guarded host buffers are made live here once.
 
-class DropoutTester {
- public:
-  enum class Op { kForward, kBackward, kApplyMask };
+// The entry points. kMask has no x: its output is the mask (of mask_dtype, with shape as given).
+enum class CallOp { kForward, kBackward, kApplyMask, kMask };
 
-  DropoutTester& shape(std::vector<int64_t> s) { shape_ = std::move(s); return *this; }
-  DropoutTester& dtype(DLDataType d) { dtype_ = d; return *this; }
-  DropoutTester& p(double v) { p_ = v; return *this; }
-  DropoutTester& seed(uint64_t v) { seed_ = v; return *this; }
-  DropoutTester& offset(uint64_t v) { offset_ = v; return *this; }
-  DropoutTester& mask_axes(uint32_t v) { mask_axes_ = v; return *this; }
-  DropoutTester& flags(uint32_t v) { flags_ = v; return *this; }
-  DropoutTester& multiply(bool on) { flags_ = on ? SDROP_FLAG_MULTIPLY : 0u; return *this; }
-  DropoutTester& x_strides(std::vector<int64_t> s) { x_.strides = std::move(s); return *this; }
-  DropoutTester& y_strides(std::vector<int64_t> s) { y_.strides = std::move(s); return *this; }
-  DropoutTester& mask_strides(std::vector<int64_t> s) { m_.strides = std::move(s); return *this; }
-  DropoutTester& null_strides(bool on) { x_.null_strides = y_.null_strides = on; return *this; }
-  DropoutTester& x_null_strides(bool on) { x_.null_strides = on; return *this; }
-  DropoutTester& y_null_strides(bool on) { y_.null_strides = on; return *this; }
-  DropoutTester& x_byte_offset(uint64_t b) { x_.extra_byte_offset = b; return *this; }
-  DropoutTester& y_byte_offset(uint64_t b) { y_.extra_byte_offset = b; return *this; }
-  DropoutTester& x_misalign(size_t b) { x_.misalign = b; return *this; }
-  DropoutTester& y_misalign(size_t b) { y_.misalign = b; return *this; }
-  DropoutTester& null_data_if_empty(bool on) {
-    x_.null_data_if_empty = y_.null_data_if_empty = on;
-    return *this;
+inline const char* CallOpName(CallOp op) {
+  switch (op) {
+    case CallOp::kForward: return "forward";
+    case CallOp::kBackward: return "backward";
+    case CallOp::kApplyMask: return "apply_mask";
+    case CallOp::kMask: return "mask";
   }
-  // y is x (same data, same strides). inplace_y_strides gives y its own strides, which must
-  // only differ from x's on extent-1 axes to still be "in place".
-  DropoutTester& inplace(bool on) { inplace_ = on; return *this; }
-  DropoutTester& inplace_y_strides(std::vector<int64_t> s) { inplace_y_strides_ = std::move(s); return *this; }
-  DropoutTester& values(Values v) { values_ = v; return *this; }
-  DropoutTester& op(Op o) { op_ = o; return *this; }
-  DropoutTester& mask_dtype(DLDataType d) { mask_dtype_ = d; return *this; }
-  DropoutTester& rng_seed(uint64_t s) { rng_seed_ = s; return *this; }
+  return "?";
+}
 
-  const std::vector<int64_t>& shape() const { return shape_; }
+// Everything one call is made of, with the defaults every tester starts from.
+struct CallSpec {
+  CallOp op = CallOp::kForward;
+  std::vector<int64_t> shape{2, 3, 4, 5};
+  DLDataType dtype = kF32;
+  double p = 0.5;
+  uint64_t seed = 0x0123456789ABCDEFull;
+  uint64_t offset = 42;
+  uint32_t mask_axes = 0x3u;
+  uint32_t flags = 0;
+  Layout x, y, m;  // y: the mask's layout for kMask
+  bool inplace = false;
+  std::vector<int64_t> inplace_y_strides;
+  Values values = Values::kMixed;
+  std::function<uint64_t(int64_t)> x_bits;  // x's elements by row-major index, instead of values
+  DLDataType mask_dtype = kU8;
+  uint64_t rng_seed = 7;
 
-  sdrop_params params() const { return sdrop_params{p_, seed_, offset_, mask_axes_, flags_}; }
+  bool has_x() const { return op != CallOp::kMask; }
+  bool in_place() const { return inplace && has_x(); }
+  sdrop_params params() const { return sdrop_params{p, seed, offset, mask_axes, flags}; }
 
   std::string Describe() const {
     std::ostringstream s;
-    s << (op_ == Op::kForward ? "forward" : op_ == Op::kBackward ? "backward" : "apply_mask")
-      << " shape=" << VecString(shape_) << " dtype=" << DTypeString(dtype_) << " p=" << std::setprecision(17) << p_ << std::setprecision(6)
-      << " seed=" << seed_ << " offset=" << offset_ << " mask_axes=0x" << std::hex << mask_axes_
-      << std::dec << " flags=" << flags_ << (inplace_ ? " in-place" : "")
-      << " x_strides=" << (x_.null_strides ? "NULL" : VecString(x_.strides))
-      << " y_strides=" << (y_.null_strides ? "NULL" : VecString(y_.strides))
-      << " x_byte_offset+=" << x_.extra_byte_offset << " y_byte_offset+=" << y_.extra_byte_offset
-      << " x_misalign=" << x_.misalign << " y_misalign=" << y_.misalign;
-    if (op_ == Op::kApplyMask)
-      s << " mask_dtype=" << DTypeString(mask_dtype_) << " mask_strides=" << VecString(m_.strides);
+    s << CallOpName(op) << " shape=" << VecString(shape)
+      << " dtype=" << DTypeString(has_x() ? dtype : mask_dtype) << " p=" << std::setprecision(17)
+      << p << std::setprecision(6) << " seed=" << seed << " offset=" << offset << " mask_axes=0x"
+      << std::hex << mask_axes << std::dec << " flags=" << flags << (in_place() ? " in-place" : "")
+      << (x_bits ? " x=bit patterns" : "")
+      << " x_strides=" << (x.null_strides ? "NULL" : VecString(x.strides))
+      << " y_strides=" << (y.null_strides ? "NULL" : VecString(y.strides))
+      << " x_byte_offset+=" << x.extra_byte_offset << " y_byte_offset+=" << y.extra_byte_offset
+      << " x_misalign=" << x.misalign << " y_misalign=" << y.misalign;
+    if (!inplace_y_strides.empty()) s << " in-place y_strides=" << VecString(inplace_y_strides);
+    if (op == CallOp::kApplyMask)
+      s << " mask_dtype=" << DTypeString(mask_dtype) << " mask_strides=" << VecString(m.strides)
+        << " mask_byte_offset+=" << m.extra_byte_offset;
     return s.str();
   }
+};
 
-  // Runs the call and the reference and compares. Returns the output buffer after the call.
-  std::vector<uint8_t> Test() const {
-    SCOPED_TRACE(Describe());
-    std::mt19937_64 rng(rng_seed_);
-    DType t;
-    EXPECT_TRUE(sdrop_ref::DTypeFromDL(dtype_, &t)) << "tester needs a float dtype";
-    const size_t es = ElementSize(dtype_);
+// The fluent setters of a CallSpec, for any tester (CRTP: each returns the tester itself).
+template <class Self>
+class CallBuilder {
+ public:
+  Self& op(CallOp o) { s_.op = o; return self(); }
+  Self& shape(std::vector<int64_t> v) { s_.shape = std::move(v); return self(); }
+  Self& dtype(DLDataType d) { s_.dtype = d; return self(); }
+  Self& p(double v) { s_.p = v; return self(); }
+  Self& seed(uint64_t v) { s_.seed = v; return self(); }
+  Self& offset(uint64_t v) { s_.offset = v; return self(); }
+  Self& mask_axes(uint32_t v) { s_.mask_axes = v; return self(); }
+  Self& flags(uint32_t v) { s_.flags = v; return self(); }
+  Self& multiply(bool on) { s_.flags = on ? SDROP_FLAG_MULTIPLY : 0u; return self(); }
+  Self& x_strides(std::vector<int64_t> v) { s_.x.strides = std::move(v); return self(); }
+  Self& y_strides(std::vector<int64_t> v) { s_.y.strides = std::move(v); return self(); }
+  Self& mask_strides(std::vector<int64_t> v) { s_.m.strides = std::move(v); return self(); }
+  Self& null_strides(bool on) { s_.x.null_strides = s_.y.null_strides = on; return self(); }
+  Self& x_null_strides(bool on) { s_.x.null_strides = on; return self(); }
+  Self& y_null_strides(bool on) { s_.y.null_strides = on; return self(); }
+  // Extra bytes before the tensor in its buffer (on a GPU: in byte_offset, so a multiple of the
+  // element size unless a refusal is the point); misalign moves the data pointer instead.
+  Self& x_byte_offset(uint64_t b) { s_.x.extra_byte_offset = b; return self(); }
+  Self& y_byte_offset(uint64_t b) { s_.y.extra_byte_offset = b; return self(); }
+  Self& mask_byte_offset(uint64_t b) { s_.m.extra_byte_offset = b; return self(); }
+  Self& x_misalign(size_t b) { s_.x.misalign = b; return self(); }
+  Self& y_misalign(size_t b) { s_.y.misalign = b; return self(); }
+  Self& null_data_if_empty(bool on) {
+    s_.x.null_data_if_empty = s_.y.null_data_if_empty = s_.m.null_data_if_empty = on;
+    return self();
+  }
+  // y is x (same data, same strides). inplace_y_strides gives y its own strides, which must
+  // only differ from x's on extent-1 axes to still be "in place".
+  Self& inplace(bool on) { s_.inplace = on; return self(); }
+  Self& inplace_y_strides(std::vector<int64_t> v) { s_.inplace_y_strides = std::move(v); return self(); }
+  Self& values(Values v) { s_.values = v; return self(); }
+  Self& x_bits(std::function<uint64_t(int64_t)> f) { s_.x_bits = std::move(f); return self(); }
+  Self& mask_dtype(DLDataType d) { s_.mask_dtype = d; return self(); }
+  Self& rng_seed(uint64_t v) { s_.rng_seed = v; return self(); }
 
-    TensorBuffer x(shape_, dtype_, x_);
-    x.FillRandomBytes(rng);
-    sdrop_ref::ForEachIndex(shape_, [&](const int64_t* idx) {
-      sdrop_ref::StoreBits(sdrop_ref::ElementAddress(x.t(), idx), es, RandomValue(t, values_, rng));
-    });
+  const CallSpec& spec() const { return s_; }
+  const std::vector<int64_t>& shape() const { return s_.shape; }
+  sdrop_params params() const { return s_.params(); }
+  std::string Describe() const { return s_.Describe(); }
 
-    std::unique_ptr<TensorBuffer> y_own;
-    std::vector<int64_t> y_inplace_strides;
-    DLTensor y_inplace{};
-    if (!inplace_) y_own.reset(new TensorBuffer(shape_, dtype_, y_, 0xA5));
-    if (inplace_) {
-      y_inplace = x.t();
-      if (!inplace_y_strides_.empty()) {
-        y_inplace_strides = inplace_y_strides_;
-        y_inplace.strides = y_inplace_strides.data();
-      }
+ protected:
+  Self& self() { return static_cast<Self&>(*this); }
+  CallSpec s_;
+};
+
+// The library call of `op` (x is unused by kMask, the mask by all but kApplyMask).
+inline sdrop_status CallSdrop(CallOp op, const sdrop_params* prm, DLTensor* x, DLTensor* y,
+                              DLTensor* mask) {
+  switch (op) {
+    case CallOp::kForward: return sdrop_forward(prm, x, y);
+    case CallOp::kBackward: return sdrop_backward(prm, x, y);
+    case CallOp::kApplyMask: return sdrop_apply_mask(prm, x, mask, y);
+    case CallOp::kMask: return sdrop_mask(prm, y);
+  }
+  return SDROP_ERROR_INTERNAL;
+}
+
+// The tensors of one call (x's or the mask's left zeroed when the op has none).
+struct CallTensors {
+  DLTensor x{}, y{}, mask{};
+};
+
+// The guarded host buffers of a call, filled from rng_seed in one fixed order (x's bytes, x's
+// elements, then the mask's bytes and values); the output starts as 0xA5 sentinels. In place,
+// there is no y buffer: x's is the output.
+class CallBuffers {
+ public:
+  explicit CallBuffers(const CallSpec& s) : s_(s), inplace_y_strides_(s.inplace_y_strides) {
+    std::mt19937_64 rng(s.rng_seed);
+    if (s.has_x()) {
+      DType t = DType::kF32;
+      EXPECT_TRUE(sdrop_ref::DTypeFromDL(s.dtype, &t)) << "the tester needs a float dtype";
+      const size_t es = ElementSize(s.dtype);
+      x_.reset(new TensorBuffer(s.shape, s.dtype, s.x));
+      x_->FillRandomBytes(rng);
+      int64_t linear = 0;
+      sdrop_ref::ForEachIndex(s.shape, [&](const int64_t* idx) {
+        sdrop_ref::StoreBits(sdrop_ref::ElementAddress(x_->t(), idx), es,
+                             s.x_bits ? s.x_bits(linear++) : RandomValue(t, s.values, rng));
+      });
     }
-    std::vector<uint8_t>& y_bytes = inplace_ ? x.bytes() : y_own->bytes();
-    DLTensor* y_t = inplace_ ? &y_inplace : y_own->tensor();
-
-    std::unique_ptr<TensorBuffer> mask;
-    if (op_ == Op::kApplyMask) {
-      mask.reset(new TensorBuffer(sdrop_ref::NoiseShape(shape_, mask_axes_), mask_dtype_, m_));
-      mask->FillRandomBytes(rng);
+    if (!s.in_place())
+      y_.reset(new TensorBuffer(s.shape, s.has_x() ? s.dtype : s.mask_dtype, s.y, 0xA5));
+    if (s.op == CallOp::kApplyMask) {
+      mask_.reset(new TensorBuffer(sdrop_ref::NoiseShape(s.shape, s.mask_axes), s.mask_dtype, s.m));
+      mask_->FillRandomBytes(rng);
       static const uint8_t kU8Values[] = {0, 1, 2, 7, 128, 255, 0, 1};
-      sdrop_ref::ForEachIndex(mask->shape(), [&](const int64_t* idx) {
-        const bool is_bool = mask_dtype_.code == 6;
-        *sdrop_ref::ElementAddress(mask->t(), idx) =
+      const bool is_bool = s.mask_dtype.code == 6;
+      sdrop_ref::ForEachIndex(mask_->shape(), [&](const int64_t* idx) {
+        *sdrop_ref::ElementAddress(mask_->t(), idx) =
             is_bool ? static_cast<uint8_t>(rng() & 1) : kU8Values[rng() % 8];
       });
     }
+  }
+  CallBuffers(const CallBuffers&) = delete;
+  CallBuffers& operator=(const CallBuffers&) = delete;
 
-    // Reference on copies.
-    std::vector<uint8_t> x_before = x.bytes();
-    std::vector<uint8_t> x_copy = x.bytes();
-    std::vector<uint8_t> y_before = y_bytes;
-    std::vector<uint8_t> expected = y_bytes;
-    std::vector<uint8_t> mask_before = mask ? mask->bytes() : std::vector<uint8_t>();
-    const DLTensor x_ref = x.RebasedOn(x_copy);
-    DLTensor y_ref = *y_t;
-    if (y_t->data != nullptr)
-      y_ref.data = expected.data() + (static_cast<uint8_t*>(y_t->data) - y_bytes.data());
-    const sdrop_params prm = params();
-    switch (op_) {
-      case Op::kForward:
-      case Op::kBackward: sdrop_ref::Forward(prm, x_ref, y_ref); break;
-      case Op::kApplyMask: sdrop_ref::ApplyMask(prm, x_ref, mask->t(), y_ref); break;
-    }
+  TensorBuffer* x() const { return x_.get(); }
+  TensorBuffer* y() const { return y_.get(); }
+  TensorBuffer* mask() const { return mask_.get(); }
+  TensorBuffer& out() const { return s_.in_place() ? *x_ : *y_; }
 
-    sdrop_status st = SDROP_ERROR_INTERNAL;
-    switch (op_) {
-      case Op::kForward: st = sdrop_forward(&prm, x.tensor(), y_t); break;
-      case Op::kBackward: st = sdrop_backward(&prm, x.tensor(), y_t); break;
-      case Op::kApplyMask: st = sdrop_apply_mask(&prm, x.tensor(), mask->tensor(), y_t); break;
-    }
-    EXPECT_EQ(st, SDROP_OK) << sdrop_status_name(st) << ": " << sdrop_last_error();
-    if (st != SDROP_OK) return y_bytes;
+  // In place, y is x, with inplace_y_strides when given.
+  DLTensor InPlaceY(DLTensor x) const {
+    if (!inplace_y_strides_.empty()) x.strides = inplace_y_strides_.data();
+    return x;
+  }
 
-    CompareOutput(y_bytes, expected, *y_t, y_ref, "y");
-    if (!inplace_) {
-      EXPECT_TRUE(x.bytes() == x_before) << "the input x was modified";
+  // The call's tensors over these buffers, or over copies of their bytes (in place, x and y are
+  // both over the output's bytes).
+  CallTensors Own() const {
+    CallTensors c;
+    if (x_) c.x = x_->t();
+    c.y = s_.in_place() ? InPlaceY(c.x) : y_->t();
+    if (mask_) c.mask = mask_->t();
+    return c;
+  }
+  CallTensors Over(std::vector<uint8_t>& x_bytes, std::vector<uint8_t>& out_bytes,
+                   std::vector<uint8_t>& mask_bytes) const {
+    CallTensors c;
+    if (x_) c.x = x_->RebasedOn(s_.in_place() ? out_bytes : x_bytes);
+    c.y = s_.in_place() ? InPlaceY(c.x) : y_->RebasedOn(out_bytes);
+    if (mask_) c.mask = mask_->RebasedOn(mask_bytes);
+    return c;
+  }
+  std::vector<uint8_t> XBytes() const { return x_ ? x_->bytes() : std::vector<uint8_t>(); }
+  std::vector<uint8_t> MaskBytes() const { return mask_ ? mask_->bytes() : std::vector<uint8_t>(); }
+
+  // Runs the scalar reference on out_bytes (a copy of the output buffer), reading x from a copy
+  // of its own: call it before the library writes these buffers.
+  void Reference(std::vector<uint8_t>& out_bytes) const {
+    std::vector<uint8_t> x_copy = XBytes(), mask_copy = MaskBytes();
+    const CallTensors c = Over(x_copy, out_bytes, mask_copy);
+    DLTensor x = c.x;
+    if (s_.in_place()) x = x_->RebasedOn(x_copy);  // read the input apart from the output
+    const sdrop_params prm = s_.params();
+    switch (s_.op) {
+      case CallOp::kForward:
+      case CallOp::kBackward: sdrop_ref::Forward(prm, x, c.y); break;
+      case CallOp::kApplyMask: sdrop_ref::ApplyMask(prm, x, c.mask, c.y); break;
+      case CallOp::kMask: sdrop_ref::Mask(prm, c.y); break;
     }
-    if (mask) {
-      EXPECT_TRUE(mask->bytes() == mask_before) << "the input mask was modified";
-    }
-    return y_bytes;
   }
 
  private:
-  std::vector<int64_t> shape_{2, 3, 4, 5};
-  DLDataType dtype_ = kF32;
-  double p_ = 0.5;
-  uint64_t seed_ = 0x0123456789ABCDEFull;
-  uint64_t offset_ = 42;
-  uint32_t mask_axes_ = 0x3u;
-  uint32_t flags_ = 0;
-  Layout x_, y_, m_;
-  bool inplace_ = false;
-  std::vector<int64_t> inplace_y_strides_;
-  Values values_ = Values::kMixed;
-  Op op_ = Op::kForward;
-  DLDataType mask_dtype_ = kU8;
-  uint64_t rng_seed_ = 7;
+  const CallSpec& s_;
+  std::unique_ptr<TensorBuffer> x_, y_, mask_;
+  mutable std::vector<int64_t> inplace_y_strides_;  // DLTensor.strides is not const
+};
+
+// The CPU check of a spec: the C ABI on the guarded buffers against the reference on copies,
+// every output byte compared, inputs unchanged. Returns the output buffer after the call; for
+// kMask, `mask_values` (if given) receives the mask's elements in row-major order when the call
+// succeeded.
+inline std::vector<uint8_t> TestOnCpu(const CallSpec& s,
+                                      std::vector<uint8_t>* mask_values = nullptr) {
+  SCOPED_TRACE(s.Describe());
+  CallBuffers b(s);
+  const std::vector<uint8_t> x_before = b.XBytes(), mask_before = b.MaskBytes();
+  std::vector<uint8_t> expected = b.out().bytes();
+  b.Reference(expected);
+  std::vector<uint8_t> unused_x, unused_mask;
+  const DLTensor y_ref = b.Over(unused_x, expected, unused_mask).y;
+
+  CallTensors c = b.Own();
+  const sdrop_params prm = s.params();
+  const sdrop_status st = CallSdrop(s.op, &prm, &c.x, &c.y, &c.mask);
+  std::vector<uint8_t>& y_bytes = b.out().bytes();
+  EXPECT_EQ(st, SDROP_OK) << sdrop_status_name(st) << ": " << sdrop_last_error();
+  if (st != SDROP_OK) return y_bytes;
+
+  CompareOutput(y_bytes, expected, c.y, y_ref, s.has_x() ? "y" : "mask");
+  if (b.x() && !s.in_place()) {
+    EXPECT_TRUE(b.x()->bytes() == x_before) << "the input x was modified";
+  }
+  if (b.mask()) {
+    EXPECT_TRUE(b.mask()->bytes() == mask_before) << "the input mask was modified";
+  }
+  if (mask_values && s.op == CallOp::kMask) {
+    sdrop_ref::ForEachIndex(s.shape, [&](const int64_t* idx) {
+      mask_values->push_back(*sdrop_ref::ElementAddress(c.y, idx));
+    });
+  }
+  return y_bytes;
+}
+
+// ---- The dropout tester --------------------------------------------------------------------------
+
+class DropoutTester : public CallBuilder<DropoutTester> {
+ public:
+  using Op = CallOp;
+
+  // Runs the call and the reference and compares. Returns the output buffer after the call.
+  std::vector<uint8_t> Test() const { return TestOnCpu(s_); }
 };
 
 // ---- The mask tester (sdrop_mask) ----------------------------------------------------------------
 
-class MaskTester {
+// The same builder with op kMask: shape is the mask's own (the noise shape: extent 1 on axes
+// not in mask_axes), and dtype, strides and offsets are the mask's.
+class MaskTester : public CallBuilder<MaskTester> {
  public:
-  // The mask's own shape: the noise shape (extent 1 on axes not in mask_axes).
-  MaskTester& shape(std::vector<int64_t> s) { shape_ = std::move(s); return *this; }
-  MaskTester& mask_axes(uint32_t v) { mask_axes_ = v; return *this; }
-  MaskTester& dtype(DLDataType d) { dtype_ = d; return *this; }
-  MaskTester& p(double v) { p_ = v; return *this; }
-  MaskTester& seed(uint64_t v) { seed_ = v; return *this; }
-  MaskTester& offset(uint64_t v) { offset_ = v; return *this; }
-  MaskTester& flags(uint32_t v) { flags_ = v; return *this; }
-  MaskTester& strides(std::vector<int64_t> s) { layout_.strides = std::move(s); return *this; }
-  MaskTester& null_strides(bool on) { layout_.null_strides = on; return *this; }
-  MaskTester& byte_offset(uint64_t b) { layout_.extra_byte_offset = b; return *this; }
-  MaskTester& misalign(size_t b) { layout_.misalign = b; return *this; }
-
-  std::string Describe() const {
-    std::ostringstream s;
-    s << "mask shape=" << VecString(shape_) << " dtype=" << DTypeString(dtype_) << " p=" << std::setprecision(17) << p_ << std::setprecision(6)
-      << " seed=" << seed_ << " offset=" << offset_ << " mask_axes=0x" << std::hex << mask_axes_
-      << std::dec << " strides=" << (layout_.null_strides ? "NULL" : VecString(layout_.strides))
-      << " byte_offset+=" << layout_.extra_byte_offset << " misalign=" << layout_.misalign;
-    return s.str();
-  }
+  MaskTester() { s_.op = CallOp::kMask; s_.shape = {4, 8, 1, 1}; }
+  MaskTester& dtype(DLDataType d) { s_.mask_dtype = d; return *this; }
+  MaskTester& strides(std::vector<int64_t> v) { s_.y.strides = std::move(v); return *this; }
+  MaskTester& byte_offset(uint64_t b) { s_.y.extra_byte_offset = b; return *this; }
+  MaskTester& misalign(size_t b) { s_.y.misalign = b; return *this; }
 
   // Returns the keep bits in row-major order of the mask shape, as the library wrote them.
   std::vector<uint8_t> Test() const {
-    SCOPED_TRACE(Describe());
-    TensorBuffer m(shape_, dtype_, layout_, 0xA5);
-    std::vector<uint8_t> expected = m.bytes();
-    const DLTensor m_ref = m.RebasedOn(expected);
-    const sdrop_params prm{p_, seed_, offset_, mask_axes_, flags_};
-    sdrop_ref::Mask(prm, m_ref);
-    const sdrop_status st = sdrop_mask(&prm, m.tensor());
-    EXPECT_EQ(st, SDROP_OK) << sdrop_status_name(st) << ": " << sdrop_last_error();
     std::vector<uint8_t> bits;
-    if (st != SDROP_OK) return bits;
-    CompareOutput(m.bytes(), expected, m.t(), m_ref, "mask");
-    sdrop_ref::ForEachIndex(shape_, [&](const int64_t* idx) {
-      bits.push_back(*sdrop_ref::ElementAddress(m.t(), idx));
-    });
+    TestOnCpu(s_, &bits);
     return bits;
   }
-
- private:
-  std::vector<int64_t> shape_{4, 8, 1, 1};
-  uint32_t mask_axes_ = 0x3u;
-  DLDataType dtype_ = kU8;
-  double p_ = 0.5;
-  uint64_t seed_ = 0x0123456789ABCDEFull;
-  uint64_t offset_ = 42;
-  uint32_t flags_ = 0;
-  Layout layout_;
 };
 
 // ---- Helpers to run a library call directly on small contiguous host vectors --------------------
