@@ -57,19 +57,33 @@ inline Expr philox4x32_10(Expr c0, Expr c1, Expr c2, Expr c3, Expr k0, Expr k1,
 
 // The uniform 32-bit draw u for mask index m (SPEC §2): key = seed, counter =
 // (m >> 2, offset), word m & 3 of the block. m is a signed 64-bit index (always >= 0).
-inline Expr philox_draw(Expr m, Expr seed, Expr offset) {
-  Expr b = cast<uint64_t>(m) >> 2;
-  Expr lane = cast<uint32_t>(cast<uint64_t>(m) & 3);
+// Word `lane` (0..3) of Philox block `block` (= m >> 2): the draw of mask index 4*block + lane.
+inline Expr philox_block_word(Expr block, Expr lane, Expr seed, Expr offset) {
+  Expr b = cast<uint64_t>(block);
+  Expr l = cast<uint32_t>(lane);
   return philox4x32_10(cast<uint32_t>(b), cast<uint32_t>(b >> 32), cast<uint32_t>(offset),
                        cast<uint32_t>(offset >> 32), cast<uint32_t>(seed),
                        cast<uint32_t>(seed >> 32), [&](const std::array<Expr, 4> &w) {
-                         return select(lane == 0, w[0], lane == 1, w[1], lane == 2, w[2], w[3]);
+                         return select(l == 0, w[0], l == 1, w[1], l == 2, w[2], w[3]);
                        });
 }
 
+inline Expr philox_draw(Expr m, Expr seed, Expr offset) {
+  return philox_block_word(cast<uint64_t>(m) >> 2, cast<uint64_t>(m) & 3, seed, offset);
+}
+
 // Keep iff u < T, T in [0, 2^32]. T = 2^32 cannot be a uint32, so it comes as keep_all.
+inline Expr keep_of_draw(Expr u, Expr threshold, Expr keep_all) { return keep_all || u < threshold; }
+
 inline Expr philox_keep(Expr m, Expr seed, Expr offset, Expr threshold, Expr keep_all) {
-  return keep_all || philox_draw(m, seed, offset) < threshold;
+  return keep_of_draw(philox_draw(m, seed, offset), threshold, keep_all);
+}
+
+// The keep bit of mask index 4*block + lane: what philox_keep gives for that index, written
+// per block so that a schedule can compute one Philox for the block's 4 indices.
+inline Expr philox_keep_block(Expr block, Expr lane, Expr seed, Expr offset, Expr threshold,
+                              Expr keep_all) {
+  return keep_of_draw(philox_block_word(block, lane, seed, offset), threshold, keep_all);
 }
 
 // ---- Values -------------------------------------------------------------------------------

@@ -9,11 +9,16 @@
 // Canonical shapes (3-D, innermost first; the runtime merges, sorts and flips axes so that
 // every tensor lands on one of them, and loops over any further axes itself):
 //   rows          d0 does not vary the mask (ms0 == 0): one keep bit per row (d1, d2).
-//                 Kept rows are scaled, dropped rows are filled without reading x.
 //   channels_last d0 varies the mask, d1 does not (ms1 == 0): the keep bits of a row of d0
 //                 are drawn once and reused along d1 (N, spatial, C tensors).
 //   elementwise   anything else: one draw per element.
 // Mask index of element (d0, d1, d2): m = mbase + d0*ms0 + d1*ms1 + d2*ms2 (64-bit).
+//
+// CPU: each task draws the keep bits it needs into a stack buffer first, a Philox block
+// (4 consecutive mask indices) per draw where consecutive elements of the drawn dimension
+// have consecutive mask indices (the common case), then runs branch-free vector loops that
+// select x*s or the dropped value. GPU: a rows block draws its row's bit once and runs only
+// the kept or the dropped loop (the dropped one never loads x in exact-zero mode).
 //
 // GPU targets: a device buffer (an OpenCL cl_mem) cannot be offset by pointer arithmetic,
 // so every buffer has a 4th, extent-1 "origin" dim whose min the runtime sets to minus the
@@ -57,16 +62,15 @@ class SdropGenerator : public Generator<SdropGenerator> {
   // GPU rows: elements per thread per block (a block covers kGpuThreads * gpu_unroll).
   GeneratorParam<int> gpu_unroll{"gpu_unroll", 1, 1, 64};
   // More choices the tuning sweep explores (bench/tune.py):
-  //   tail:       the vector loop's remainder, predicated vectors or a scalar epilogue;
-  //   skip_reads: rows only; false keeps the exact-zero mode reading x in dropped rows;
-  //   mask_at:    rows only; keep bits drawn per task (vectorized, on the stack) or per row.
+  //   tail:  the vector loop's remainder, predicated vectors or a scalar epilogue;
+  //   draws: CPU keep bits a Philox block (4 mask indices) per draw where the layout allows,
+  //          or one Philox per mask index always.
   enum class Tail { predicate, guard };
-  enum class MaskAt { task, row };
+  enum class Draws { block, each };
   GeneratorParam<Tail> tail{
       "tail", Tail::predicate, {{"predicate", Tail::predicate}, {"guard", Tail::guard}}};
-  GeneratorParam<bool> skip_reads{"skip_reads", true};
-  GeneratorParam<MaskAt> mask_at{
-      "mask_at", MaskAt::task, {{"task", MaskAt::task}, {"row", MaskAt::row}}};
+  GeneratorParam<Draws> draws_per{
+      "draws", Draws::block, {{"block", Draws::block}, {"each", Draws::each}}};
 
   void configure() {
     const bool has_x = op != Op::mask;
@@ -92,6 +96,10 @@ class SdropGenerator : public Generator<SdropGenerator> {
       scale_f32 = add_input<float>("scale_f32");
       scale_f64 = add_input<double>("scale_f64");
     }
+    // Run on the calling thread, without the thread pool (the runtime's choice for work that
+    // fits in a core's cache, where waking workers costs more than it saves). GPU kernels
+    // take it too, for one signature, and ignore it.
+    serial = add_input<bool>("serial");
     y = add_output<Buffer<>>(op == Op::mask ? "mask_out" : "y", out_type, dims);
   }
 
@@ -101,23 +109,79 @@ class SdropGenerator : public Generator<SdropGenerator> {
       std::abort();
     }
     Func out = *y;
+    if (gpu()) {
+      define_gpu(out);
+      return;
+    }
+    // CPU: pure definitions over (d0, d1, d2); the keep bit of an element comes from the
+    // per-task buffer of the shape's drawn dimension (d1 for rows, d0 otherwise).
+    Expr keep;
+    if (op == Op::apply_mask) {
+      keep = !*keep_none && (*mask_in)(d0, d1, d2) != 0;
+    } else if (shape == Shape::rows) {
+      keep = define_keep_along(keep_row, d1, {d1, d2}, mask_index(0, d1, d2), *ms1) != 0;
+    } else if (shape == Shape::channels_last) {
+      keep = define_keep_along(keep_cl, d0, {d0, d2}, mask_index(d0, 0, d2), *ms0) != 0;
+    } else {
+      keep = define_keep_along(keep_el, d0, {d0, d1, d2}, mask_index(d0, d1, d2), *ms0) != 0;
+    }
+    if (op == Op::mask) {
+      out(d0, d1, d2) = cast<uint8_t>(select(keep, 1, 0));
+    } else {
+      out(d0, d1, d2) = value((*x)(d0, d1, d2), keep);
+    }
+  }
+
+  // keep(args) for the mask index m of element `args`, which moves by `ms` per step of `v`:
+  // a Func over args that the schedule computes per task. Where |ms| <= 1 it is gathered
+  // from a Func over an aligned run of mask indices (`blk`, one Philox block feeding 4 of
+  // them); elsewhere (rare layouts) each index has its own Philox. A specialization of the
+  // output on `blocked()` keeps just the path it takes.
+  Expr define_keep_along(Func keep, Var v, std::vector<Var> args, Expr m, Expr ms) {
+    const Expr direct = cast<uint8_t>(philox_keep(m, *seed, *offset, *threshold, *keep_all));
+    if (draws_per == Draws::each) {
+      keep(args) = direct;
+      return keep(args);
+    }
+    // The run starts at the block boundary at or below the index of v = 0: its word `lane` of
+    // block `blk` is the draw of mask index aligned + 4*blk + lane, and element v sits at
+    // j = (m(0) - aligned) + v * ms, that is lane j & 3 of block j >> 2.
+    const Expr m_zero = substitute(v.name(), Expr(0), m);
+    const Expr first_block = m_zero >> 2;
+    std::vector<Var> run_args = {lane, blk};
+    run_args.insert(run_args.end(), args.begin() + 1, args.end());
+    keep_run(run_args) = cast<uint8_t>(philox_keep_block(first_block + cast<int64_t>(blk), lane,
+                                                         *seed, *offset, *threshold, *keep_all));
+    std::vector<Expr> at(args.begin(), args.end());
+    const Expr jv = cast<int32_t>(m_zero & int64_t(3)) + v * cast<int32_t>(ms);
+    at[0] = jv >> 2;
+    at.insert(at.begin(), jv & 3);
+    keep(args) = select(blocked(), keep_run(at), direct);
+    return keep(args);
+  }
+
+  // The mask-index step along the drawn dimension (d1 for rows, d0 otherwise).
+  Expr drawn_stride() const { return shape == Shape::rows ? Expr(*ms1) : Expr(*ms0); }
+  // Consecutive elements of the drawn dimension have mask indices at most one apart.
+  Expr blocked() const {
+    return drawn_stride() >= Expr(int64_t(-1)) && drawn_stride() <= Expr(int64_t(1));
+  }
+
+  // GPU: every op at origin 0 through an RDom over the call (a pure definition would loop
+  // over the buffer's own, shifted, origin range); rows as a kept/dropped branch per row.
+  void define_gpu(Func out) {
     if (op != Op::mask && shape == Shape::rows) {
-      define_rows(out);
+      define_rows_gpu(out);
       return;
     }
     if (shape == Shape::channels_last) {
       keep_cl(d0, d2) = philox_keep(mask_index(d0, 0, d2), *seed, *offset, *threshold, *keep_all);
     }
-    // One element of every other (op, shape): CPU as a pure definition, GPU at origin 0.
     auto element = [&](Expr i0, Expr i1, Expr i2) -> Expr {
       if (op == Op::mask) return cast<uint8_t>(select(keep_at(i0, i1, i2), 1, 0));
       Expr keep = shape == Shape::channels_last ? keep_cl(i0, i2) : keep_at(i0, i1, i2);
       return value(x_at(i0, i1, i2), keep);
     };
-    if (!gpu()) {
-      out(d0, d1, d2) = element(d0, d1, d2);
-      return;
-    }
     const Expr e0 = out.output_buffer().dim(0).extent(), e1 = out.output_buffer().dim(1).extent(),
                e2 = out.output_buffer().dim(2).extent();
     whole = RDom(0, e0, 0, e1, 0, e2, "whole");
@@ -162,14 +226,17 @@ class SdropGenerator : public Generator<SdropGenerator> {
   GeneratorInput<int64_t> *mbase = nullptr, *ms0 = nullptr, *ms1 = nullptr, *ms2 = nullptr;
   GeneratorInput<uint32_t> *threshold = nullptr;
   GeneratorInput<bool> *keep_all = nullptr, *keep_none = nullptr, *multiply = nullptr;
+  GeneratorInput<bool> *serial = nullptr;
   GeneratorInput<float> *scale_f32 = nullptr;
   GeneratorInput<double> *scale_f64 = nullptr;
   GeneratorOutput<Buffer<>> *y = nullptr;
 
   Var d0{"d0"}, d1{"d1"}, d2{"d2"}, origin{"origin"};
-  Func keep_cl{"keep_cl"}, keep_row{"keep_row"};
+  Func keep_cl{"keep_cl"}, keep_row{"keep_row"}, keep_el{"keep_el"}, keep_run{"keep_run"};
+  Var lane{"lane"}, blk{"blk"};
   RDom rows, whole;
   static constexpr int kMaxRowsPerTask = 1024;
+  static constexpr int kDrawChunk = 2048;  // elements whose keep bits an elementwise chunk draws
 
   bool gpu() const { return get_target().has_gpu_feature(); }
 
@@ -200,6 +267,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
     }
   }
 
+  int natural_vector_of(Type t) const { return get_target().natural_vector_size(t); }
   int natural_vector() const {
     // f16/bf16 are computed in f32: size the vectors by the compute type.
     const Type t = op == Op::mask ? UInt(32) : (dtype == DType::f64 ? Float(64) : Float(32));
@@ -231,50 +299,92 @@ class SdropGenerator : public Generator<SdropGenerator> {
     return t.has_gpu_feature() || t.arch != Target::X86 || t.has_feature(Target::F16C);
   }
 
-  // rows: one keep bit per row (d1, d2). The update runs over (x, kind, row) where `kind`
+  // GPU rows: one keep bit per row (d1, d2). The update runs over (kind, row) where `kind`
   // (0 = dropped, 1 = kept) is restricted by RDom::where to the row's keep bit and unrolled,
-  // so each row runs exactly one of two loops: scale, or a fill that never loads x
-  // (exact-zero mode). No element is written twice, so in place is safe.
-  void define_rows(Func out) {
-    const Expr e0 = (*x).dim(0).extent(), e1 = (*x).dim(1).extent(), e2 = (*x).dim(2).extent();
+  // with the elements of the row (d0) a pure variable inside: each row runs exactly one of two
+  // loops, scale or a fill that never loads x (exact-zero mode). No element is written twice,
+  // so in place is safe.
+  void define_rows_gpu(Func out) {
+    const Expr e1 = (*x).dim(1).extent(), e2 = (*x).dim(2).extent();
     keep_row(d1, d2) = philox_keep(mask_index(0, d1, d2), *seed, *offset, *threshold, *keep_all);
-    rows = RDom(0, e0, 0, 2, 0, e1, 0, e2, "rows");
-    rows.where(rows.y == select(keep_row(rows.z, rows.w), 1, 0));
-    const Expr xv = x_at(rows.x, rows.z, rows.w);
-    const Expr v = select(rows.y == 1, kept_value(dtype, xv, scale(), hw_f16()),
-                          dropped_value(dtype, xv, *multiply, hw_f16()));
-    if (gpu()) {
-      out(d0, d1, d2, origin) = undef((*y).type());
-      out(rows.x, rows.z, rows.w, 0) = v;
-    } else {
-      out(d0, d1, d2) = undef((*y).type());
-      out(rows.x, rows.z, rows.w) = v;
-    }
+    rows = RDom(0, 2, 0, e1, 0, e2, "rows");
+    rows.where(rows.x == select(keep_row(rows.y, rows.z), 1, 0));
+    const Expr xv = x_at(d0, rows.y, rows.z);
+    out(d0, d1, d2, origin) = undef((*y).type());
+    out(d0, rows.y, rows.z, 0) = select(rows.x == 1, kept_value(dtype, xv, scale(), hw_f16()),
+                                        dropped_value(dtype, xv, *multiply, hw_f16()));
   }
 
   void schedule_rows(Func out, int vec, Expr dense) {
-    // Tasks of up to kMaxRowsPerTask rows of one d2 slice; their keep bits are drawn
-    // together (vectorized) into a stack buffer at the start of the task.
+    // Tasks of up to kMaxRowsPerTask rows of one d2 slice; within a task, the rows' keep
+    // bits first, then row by row a vector loop that selects x*s or the dropped value.
     const Expr row_len = max(1, (*x).dim(0).extent());
     const Expr rows_per_task = clamp(task_elems / row_len, 1, kMaxRowsPerTask);
-    RVar r1o("r1o"), r1i("r1i"), task("task");
-    Stage s = out.update(0);
-    s.split(rows.z, r1o, r1i, rows_per_task, TailStrategy::GuardWithIf)
-        .fuse(r1o, rows.w, task)
-        .parallel(task)
-        .unroll(rows.y);
-    if (mask_at == MaskAt::task) {
-      keep_row.compute_at(out, task)
-          .bound_storage(d1, kMaxRowsPerTask)
-          .bound_storage(d2, 1)
-          .store_in(MemoryType::Stack)
-          .vectorize(d1, natural_vector(), TailStrategy::GuardWithIf);
-    } else {
-      keep_row.compute_at(out, r1i);
+    Var r1o("r1o"), r1i("r1i"), task("task");
+    Stage s = out;
+    s.split(d1, r1o, r1i, rows_per_task, TailStrategy::GuardWithIf).fuse(r1o, d2, task);
+    schedule_keep(out, task, keep_row, d1, kMaxRowsPerTask);
+    specialize_cpu(s, task, [&](Stage t) { t.specialize(dense).vectorize(d0, vec, tail_strategy()); });
+  }
+
+  // The drawn keep bits of a task, computed at its start into stack buffers: `keep` (u8 per
+  // element of v) and, on the blocked path, `keep_run`, a run of mask indices drawn 4 at a
+  // time: split by the Philox block and vectorized over its 4 words, whose one Philox does
+  // not depend on the word, so it is computed once (as a scalar) for the 4 of them.
+  void schedule_keep(Func out, Var task, Func keep, Var v, int max_extent) {
+    keep.compute_at(out, task).store_in(MemoryType::Stack).bound_storage(v, max_extent);
+    for (const Var& other : keep.args()) {
+      if (other.name() != v.name()) keep.bound_storage(other, 1);
     }
-    // Exact-zero mode: the dropped loop is a plain fill; x is never read there.
-    if (skip_reads) s.specialize(!*multiply).specialize(dense).vectorize(rows.x, vec, tail_strategy());
-    s.specialize(dense).vectorize(rows.x, vec, tail_strategy());
+    if (draws_per == Draws::each) {
+      keep.vectorize(v, natural_vector(), TailStrategy::GuardWithIf);
+      return;
+    }
+    // Blocked: gathered from the run, a dense copy where consecutive elements of v are
+    // consecutive mask indices (the common case).
+    Stage blocked_keep = keep.specialize(blocked());
+    blocked_keep.specialize(drawn_stride() == Expr(int64_t(1)))
+        .vectorize(v, natural_vector(), TailStrategy::GuardWithIf);
+    blocked_keep.vectorize(v, natural_vector(), TailStrategy::GuardWithIf);
+    keep.vectorize(v, natural_vector(), TailStrategy::GuardWithIf);
+    // One Philox per block: the 4 words (lane, unrolled) of 8 blocks at a time (vectorized),
+    // the same Philox for every lane, which LLVM computes once; the interleaved stores of
+    // the 4 lanes become dense ones.
+    Var bo("bo"), bi("bi");
+    const int blocks = natural_vector_of(UInt(32));
+    keep_run.compute_at(out, task)
+        .store_in(MemoryType::Stack)
+        .bound_storage(lane, 4)
+        .bound_storage(blk, max_extent / 4 + 4)
+        .split(blk, bo, bi, blocks, TailStrategy::GuardWithIf)
+        .reorder(bi, lane, bo)
+        .unroll(lane)
+        .vectorize(bi);
+    for (const Var& other : keep_run.args()) {
+      if (other.name() != lane.name() && other.name() != blk.name()) keep_run.bound_storage(other, 1);
+    }
+  }
+
+  // Every CPU loop nest four ways: blocked draws or not, on the calling thread alone
+  // (serial) or with `task` on the thread pool; `vectorize` gives each its vectorized
+  // specializations.
+  template <typename Fn>
+  void specialize_cpu(Stage s, Var task, Fn vectorize_dense) {
+    // Exact-zero mode: the dropped value is a constant, not x * 0.
+    auto vectorize = [&](Stage t) {
+      if (multiply) vectorize_dense(t.specialize(!*multiply));
+      vectorize_dense(t);
+    };
+    auto serial_and_parallel = [&](Stage t) {
+      Stage alone = t.specialize(*serial);
+      vectorize(alone);
+      t.parallel(task);
+      vectorize(t);
+    };
+    if (op != Op::apply_mask && draws_per == Draws::block) {
+      serial_and_parallel(s.specialize(blocked()));
+    }
+    serial_and_parallel(s);
   }
 
   TailStrategy tail_strategy() const {
@@ -282,20 +392,16 @@ class SdropGenerator : public Generator<SdropGenerator> {
   }
 
   void schedule_channels_last(Func out, int vec, Expr dense) {
-    // Tasks over (spatial chunk, sample); within a task, spatial positions, then channels
-    // (vectorized). The keep bits of the task's channels are drawn once per task into a
-    // stack buffer: the runtime never passes more than channel_block channels (d0).
+    // Tasks over (spatial chunk, sample); within a task, the keep bits of its channels (the
+    // runtime never passes more than channel_block of them), then spatial positions, then
+    // channels (vectorized).
     Var d1o("d1o"), d1i("d1i"), task("task");
     const Expr row_len = max(1, (*x).dim(0).extent());
     const Expr spatial_per_task = max(1, task_elems / row_len);
-    out.split(d1, d1o, d1i, spatial_per_task, TailStrategy::GuardWithIf)
-        .fuse(d1o, d2, task)
-        .parallel(task);
-    out.specialize(dense).vectorize(d0, vec, tail_strategy());
-    keep_cl.compute_at(out, task)
-        .bound_storage(d0, channel_block)
-        .store_in(MemoryType::Stack)
-        .vectorize(d0, natural_vector(), TailStrategy::GuardWithIf);
+    Stage s = out;
+    s.split(d1, d1o, d1i, spatial_per_task, TailStrategy::GuardWithIf).fuse(d1o, d2, task);
+    schedule_keep(out, task, keep_cl, d0, channel_block);
+    specialize_cpu(s, task, [&](Stage t) { t.specialize(dense).vectorize(d0, vec, tail_strategy()); });
   }
 
   // GPU: blocks of kGpuThreads threads. The keep bit of a row, or the keep bits of a block's
@@ -309,13 +415,14 @@ class SdropGenerator : public Generator<SdropGenerator> {
       // Block = kGpuThreads * gpu_unroll consecutive elements of one row; each thread
       // touches every kGpuThreads-th of them (coalesced), then the row's other loop (the
       // RDom::where on the keep bit leaves one of kept / dropped per row).
-      RVar xo("xo"), xi("xi"), u("u"), t("t"), row("row"), block("block");
-      s.split(rows.x, xo, xi, kGpuThreads * gpu_unroll, TailStrategy::GuardWithIf)
+      Var xo("xo"), xi("xi"), u("u"), t("t");
+      RVar row("row"), block("block");  // block fuses a Var and an RVar: an RVar
+      s.split(d0, xo, xi, kGpuThreads * gpu_unroll, TailStrategy::GuardWithIf)
           .split(xi, u, t, kGpuThreads, TailStrategy::GuardWithIf)
-          .reorder(t, u, rows.y, xo, rows.z, rows.w)
-          .fuse(rows.z, rows.w, row)
+          .reorder(t, u, rows.x, xo, rows.y, rows.z)
+          .fuse(rows.y, rows.z, row)
           .fuse(xo, row, block)
-          .unroll(rows.y)
+          .unroll(rows.x)
           .unroll(u)
           .gpu_blocks(block)
           .gpu_threads(t);
@@ -347,12 +454,16 @@ class SdropGenerator : public Generator<SdropGenerator> {
   }
 
   void schedule_elementwise(Func out, int vec, Expr dense) {
-    Var d0o("d0o"), d0i("d0i"), t("t"), task("task");
-    out.split(d0, d0o, d0i, task_elems, TailStrategy::GuardWithIf)
+    // Tasks of task_elems elements along d0 of one (d1, d2), in chunks of kDrawChunk whose
+    // keep bits are drawn first (a small stack buffer each, so no call allocates).
+    Var d0o("d0o"), d0i("d0i"), d0c("d0c"), d0v("d0v"), t("t"), task("task");
+    Stage s = out;
+    s.split(d0, d0o, d0i, task_elems, TailStrategy::GuardWithIf)
+        .split(d0i, d0c, d0v, kDrawChunk, TailStrategy::GuardWithIf)
         .fuse(d0o, d1, t)
-        .fuse(t, d2, task)
-        .parallel(task);
-    out.specialize(dense).vectorize(d0i, vec, tail_strategy());
+        .fuse(t, d2, task);
+    if (op != Op::apply_mask) schedule_keep(out, d0c, keep_el, d0, kDrawChunk);
+    specialize_cpu(s, task, [&](Stage u) { u.specialize(dense).vectorize(d0v, vec, tail_strategy()); });
   }
 };
 

@@ -502,15 +502,15 @@ sdrop_status run_plan_gpu(Backend backend, Op op, DType dtype, const Plan& plan,
         case Op::dropout:
           r = g_table.dropout[b][sh][dt](&xb.b, a.seed, a.offset, c.m0, ms0, ms1, ms2,
                                          a.threshold, a.keep_all, a.multiply, a.scale_f32,
-                                         a.scale_f64, &yb.b);
+                                         a.scale_f64, false, &yb.b);
           break;
         case Op::apply_mask:
           r = g_table.apply_mask[b][dt](&xb.b, &kb.b, a.keep_none, a.multiply, a.scale_f32,
-                                        a.scale_f64, &yb.b);
+                                        a.scale_f64, false, &yb.b);
           break;
         case Op::mask:
           r = g_table.mask[b](a.seed, a.offset, c.m0, ms0, ms1, ms2, a.threshold, a.keep_all,
-                              &yb.b);
+                              false, &yb.b);
           break;
       }
     }

@@ -11,12 +11,13 @@
 
 namespace sdrop {
 
+// The last bool of each: run on the calling thread, without the thread pool (ignored on GPUs).
 using DropoutFn = int (*)(halide_buffer_t*, uint64_t, uint64_t, int64_t, int64_t, int64_t,
-                          int64_t, uint32_t, bool, bool, float, double, halide_buffer_t*);
-using ApplyMaskFn = int (*)(halide_buffer_t*, halide_buffer_t*, bool, bool, float, double,
+                          int64_t, uint32_t, bool, bool, float, double, bool, halide_buffer_t*);
+using ApplyMaskFn = int (*)(halide_buffer_t*, halide_buffer_t*, bool, bool, float, double, bool,
                             halide_buffer_t*);
 using MaskFn = int (*)(uint64_t, uint64_t, int64_t, int64_t, int64_t, int64_t, uint32_t, bool,
-                       halide_buffer_t*);
+                       bool, halide_buffer_t*);
 
 constexpr int kShapes = 3, kDTypes = 4;
 

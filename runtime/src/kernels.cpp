@@ -136,6 +136,10 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
   const int i = int(isa), dt = int(dtype), sh = int(plan.shape);
   const halide_type_t out_type = storage_type(op == Op::mask ? DType::u8 : dtype);
   const halide_type_t in_type = storage_type(dtype);
+  // Work that fits in a core's cache runs on the calling thread: waking the pool costs more
+  // than the second thread saves there.
+  const bool serial = get_num_threads() == 1 ||
+                      uint64_t(y.numel) * uint64_t(y.itemsize) <= uint64_t(SDROP_SERIAL_BYTES);
   bool fits = true;
   const int code = for_each_call(plan, [&](const Call& c) {
     fits = buffer_fits(y, c.y0, c, plan, &Axis::ys) &&
@@ -151,14 +155,14 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
       case Op::dropout:
         return g_table.dropout[i][sh][dt](&xb.b, a.seed, a.offset, c.m0, ms0, ms1, ms2,
                                           a.threshold, a.keep_all, a.multiply, a.scale_f32,
-                                          a.scale_f64, &yb.b);
+                                          a.scale_f64, serial, &yb.b);
       case Op::apply_mask:
         make_buf(&kb, *k, c.k0, storage_type(DType::u8), c, plan, &Axis::ks);
         return g_table.apply_mask[i][dt](&xb.b, &kb.b, a.keep_none, a.multiply, a.scale_f32,
-                                         a.scale_f64, &yb.b);
+                                         a.scale_f64, serial, &yb.b);
       case Op::mask:
         return g_table.mask[i](a.seed, a.offset, c.m0, ms0, ms1, ms2, a.threshold, a.keep_all,
-                               &yb.b);
+                               serial, &yb.b);
     }
     return -1;
   });
