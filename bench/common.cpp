@@ -186,6 +186,7 @@ void fill_pattern(DType d, void* dst, int64_t numel) {
         case DType::f64: static_cast<double*>(dst)[i] = 1.0 + k * 0.001; break;
         case DType::f16: static_cast<uint16_t*>(dst)[i] = h16[k]; break;
         case DType::bf16: static_cast<uint16_t*>(dst)[i] = b16[k]; break;
+        case DType::u8: break;  // never an input
       }
     }
   });

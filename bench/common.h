@@ -14,6 +14,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/kernel_kinds.h"
+
 namespace sdb {
 
 struct Config {
@@ -74,7 +76,7 @@ inline void chunk(size_t n, int t, int nt, size_t align, size_t* b, size_t* e) {
 }
 
 // ---- cases ---------------------------------------------------------------------------------
-enum class DType { f32, f16, bf16, f64 };
+using sdrop::DType;  // common/kernel_kinds.h
 inline int dtype_size(DType d) { return d == DType::f64 ? 8 : d == DType::f32 ? 4 : 2; }
 inline const char* dtype_name(DType d) {
   switch (d) {

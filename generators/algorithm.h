@@ -4,6 +4,7 @@
 #pragma once
 
 #include "Halide.h"
+#include "../common/kernel_kinds.h"
 
 #include <array>
 #include <functional>
@@ -88,8 +89,10 @@ inline Expr philox_keep_block(Expr block, Expr lane, Expr seed, Expr offset, Exp
 
 // ---- Values -------------------------------------------------------------------------------
 
-// The element types the kernels store, and the type the arithmetic is done in.
-enum class DType { f16, bf16, f32, f64 };
+// The element types the kernels store (common/kernel_kinds.h), and the type the arithmetic is done in.
+using sdrop::DType;
+using sdrop::Op;
+using sdrop::Shape;
 
 // hw_f16: the target converts between float16 and float32 in hardware (F16C, CUDA). Without
 // it float16 is stored as its bits (uint16) and converted in integer arithmetic: Halide's
@@ -101,6 +104,7 @@ inline Type storage_type(DType t, bool hw_f16) {
     case DType::bf16: return UInt(16);  // bfloat16 is integer work on every backend
     case DType::f32: return Float(32);
     case DType::f64: return Float(64);
+    case DType::u8: return UInt(8);
   }
   return Type();
 }
@@ -163,6 +167,7 @@ inline Expr to_compute(DType t, Expr stored, bool hw_f16) {
     case DType::bf16: return bf16_bits_to_f32(stored);
     case DType::f32: return stored;
     case DType::f64: return stored;
+    case DType::u8: break;  // masks are never values
   }
   return Expr();
 }
@@ -174,6 +179,7 @@ inline Expr from_compute(DType t, Expr v, bool hw_f16) {
     case DType::bf16: return f32_to_bf16_bits(v);
     case DType::f32: return v;
     case DType::f64: return v;
+    case DType::u8: break;
   }
   return Expr();
 }

@@ -32,9 +32,6 @@
 
 namespace sdrop::gen {
 
-enum class Op { dropout, apply_mask, mask };
-enum class Shape { rows, channels_last, elementwise };
-
 class SdropGenerator : public Generator<SdropGenerator> {
  public:
   GeneratorParam<Op> op{"op",

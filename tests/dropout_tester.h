@@ -188,18 +188,18 @@ enum class Values {
 
 inline std::vector<uint64_t> SpecialBits(DType t) {
   switch (t) {
-    case DType::kF16:
+    case DType::f16:
       return {0x7E00, 0xFE00, 0x7C01, 0x7D23, 0xFFFF, 0x7C00, 0xFC00, 0x0000, 0x8000, 0x0001,
               0x8001, 0x03FF, 0x83FF, 0x0400, 0x7BFF, 0xFBFF, 0x3C00, 0xBC00, 0x0200, 0x3BFF};
-    case DType::kBF16:
+    case DType::bf16:
       return {0x7FC0, 0xFFC0, 0x7F81, 0x7FA3, 0xFFFF, 0x7F80, 0xFF80, 0x0000, 0x8000, 0x0001,
               0x8001, 0x007F, 0x807F, 0x0080, 0x7F7F, 0xFF7F, 0x3F80, 0xBF80, 0x0040, 0x3F7F};
-    case DType::kF32:
+    case DType::f32:
       return {0x7FC00000u, 0xFFC00000u, 0x7F800001u, 0x7FA34567u, 0xFFFFFFFFu, 0x7F800000u,
               0xFF800000u, 0x00000000u, 0x80000000u, 0x00000001u, 0x80000001u, 0x007FFFFFu,
               0x807FFFFFu, 0x00800000u, 0x7F7FFFFFu, 0xFF7FFFFFu, 0x3F800000u, 0xBF800000u,
               0x00400000u, 0x3F7FFFFFu};
-    case DType::kF64:
+    case DType::f64:
       return {0x7FF8000000000000ull, 0xFFF8000000000000ull, 0x7FF0000000000001ull,
               0x7FF4567890ABCDEFull, 0xFFFFFFFFFFFFFFFFull, 0x7FF0000000000000ull,
               0xFFF0000000000000ull, 0x0000000000000000ull, 0x8000000000000000ull,
@@ -213,10 +213,10 @@ inline std::vector<uint64_t> SpecialBits(DType t) {
 
 inline uint64_t FromDouble(DType t, double v) {
   switch (t) {
-    case DType::kF16: return sdrop_ref::F32ToF16(static_cast<float>(v));
-    case DType::kBF16: return sdrop_ref::F32ToBF16(static_cast<float>(v));
-    case DType::kF32: return sdrop_ref::F32ToBits(static_cast<float>(v));
-    case DType::kF64: return sdrop_ref::F64ToBits(v);
+    case DType::f16: return sdrop_ref::F32ToF16(static_cast<float>(v));
+    case DType::bf16: return sdrop_ref::F32ToBF16(static_cast<float>(v));
+    case DType::f32: return sdrop_ref::F32ToBits(static_cast<float>(v));
+    case DType::f64: return sdrop_ref::F64ToBits(v);
   }
   return 0;
 }
@@ -428,7 +428,7 @@ class CallBuffers {
   explicit CallBuffers(const CallSpec& s) : s_(s), inplace_y_strides_(s.inplace_y_strides) {
     std::mt19937_64 rng(s.rng_seed);
     if (s.has_x()) {
-      DType t = DType::kF32;
+      DType t = DType::f32;
       EXPECT_TRUE(sdrop_ref::DTypeFromDL(s.dtype, &t)) << "the tester needs a float dtype";
       const size_t es = ElementSize(s.dtype);
       x_.reset(new TensorBuffer(s.shape, s.dtype, s.x));

@@ -138,7 +138,7 @@ TEST_F(Large, InPlaceFloat16SpatialOver2To31Elements) {
   ASSERT_TRUE(GuardsIntact()) << "wrote outside the tensor";
 
   std::vector<uint16_t> kept(pattern_.size());
-  for (size_t k = 0; k < kept.size(); ++k) kept[k] = static_cast<uint16_t>(sdrop_ref::KeptValue(DType::kF16, pattern_[k], p));
+  for (size_t k = 0; k < kept.size(); ++k) kept[k] = static_cast<uint16_t>(sdrop_ref::KeptValue(DType::f16, pattern_[k], p));
   std::vector<uint8_t> keep(N * C);
   for (int64_t m = 0; m < N * C; ++m) keep[m] = sdrop_ref::Keep(prm.seed, prm.offset, m, p);
   int64_t kept_past = 0, dropped_past = 0;
@@ -176,7 +176,7 @@ TEST_F(Large, InPlaceFloat16ElementWiseMaskIndicesPast2To31) {
   ASSERT_TRUE(GuardsIntact()) << "wrote outside the tensor";
 
   std::vector<uint16_t> kept(pattern_.size());
-  for (size_t k = 0; k < kept.size(); ++k) kept[k] = static_cast<uint16_t>(sdrop_ref::KeptValue(DType::kF16, pattern_[k], p));
+  for (size_t k = 0; k < kept.size(); ++k) kept[k] = static_cast<uint16_t>(sdrop_ref::KeptValue(DType::f16, pattern_[k], p));
   const uint64_t threshold = sdrop_ref::Threshold(p);
   std::atomic<int64_t> bad{0}, first_bad{-1}, kept_count{0};
   Phase phase("check");

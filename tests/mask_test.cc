@@ -68,8 +68,8 @@ TEST(Mask, ForwardZeroPatternAgreesWithMask) {
       const std::vector<int64_t> shape = cf ? std::vector<int64_t>{N, C, H, W}
                                             : std::vector<int64_t>{N, H, W, C};
       const size_t es = ElementSize(dt);
-      const sdrop_ref::DType t = dt.bits == 16 ? (dt.code == kDLBfloat ? DType::kBF16 : DType::kF16)
-                                               : dt.bits == 32 ? DType::kF32 : DType::kF64;
+      const sdrop_ref::DType t = dt.bits == 16 ? (dt.code == kDLBfloat ? DType::bf16 : DType::f16)
+                                               : dt.bits == 32 ? DType::f32 : DType::f64;
       std::vector<uint8_t> x(N * C * H * W * es), y(x.size(), 0xA5);
       std::mt19937_64 rng(33);
       for (size_t i = 0; i < x.size() / es; ++i)

@@ -16,8 +16,7 @@
 
 namespace sdrop {
 
-enum class Shape { rows = 0, channels_last = 1, elementwise = 2 };
-enum class Op { dropout, apply_mask, mask };
+// Op and Shape: common/kernel_kinds.h (via tensor.h).
 
 struct Axis {
   int64_t extent = 1;

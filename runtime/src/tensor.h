@@ -7,15 +7,13 @@
 #include <cstdint>
 
 #include "checked.h"
+#include "common/kernel_kinds.h"
 #include "sdrop/sdrop.h"
 
 namespace sdrop {
 
 constexpr int kMaxDims = 8;
 
-// The element types sdrop computes on (and u8, the masks'). The public dtypes are DLPack's;
-// this is the runtime's index into its kernel tables.
-enum class DType { f16, bf16, f32, f64, u8 };
 
 // Where a call runs, from its tensors' DLPack device type.
 enum class Backend { cpu, cuda, opencl };

@@ -11,7 +11,7 @@ mkdir -p "$work/corpus"
 cp -n "$src"/tests/fuzz/corpus/* "$work/corpus/" 2>/dev/null || true
 halide_inc=$("$src/.venv/bin/python" -c 'import halide,os; print(os.path.join(halide.install_dir(),"include"))')
 flags=(-std=c++17 -O1 -g -ffp-contract=off -fno-exceptions -fno-rtti
-       -I"$src/runtime/include" -I"$src/runtime/src" -I"$src/tests" -I"$build/generators"
+       -I"$src" -I"$src/runtime/include" -I"$src/runtime/src" -I"$src/tests" -I"$build/generators"
        -I"$halide_inc")
 sources=("$src/tests/fuzz/fuzz_api.cc" "$src/tests/reference/sdrop_reference.cc"
          "$src"/runtime/src/*.cpp "$build"/generators/*.o)

@@ -10,7 +10,7 @@ mkdir -p "$work/corpus"
 halide_inc=$("$src/.venv/bin/python" -c 'import halide,os; print(os.path.join(halide.install_dir(),"include"))')
 clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -ffp-contract=off \
   -fno-exceptions -fno-rtti \
-  -I"$src/runtime/include" -I"$src/runtime/src" -I"$src/tests" -I"$build/generators" -I"$halide_inc" \
+  -I"$src" -I"$src/runtime/include" -I"$src/runtime/src" -I"$src/tests" -I"$build/generators" -I"$halide_inc" \
   "$src/tests/fuzz/fuzz_api.cc" "$src/tests/reference/sdrop_reference.cc" \
   "$src"/runtime/src/*.cpp "$build"/generators/*.o \
   -lpthread -ldl -o "$work/fuzz_api"

@@ -320,26 +320,26 @@ TEST(ReferenceFloat16, EveryFloat16ValueWidensLikeTheCompiler) {
 // ---- Value rules ---------------------------------------------------------------------------------
 
 TEST(ReferenceValues, KeptIsScaledDroppedIsPositiveZeroOrTimesZero) {
-  EXPECT_EQ(KeptValue(DType::kF32, F32ToBits(3.0f), 0.5), F32ToBits(6.0f));
-  EXPECT_EQ(KeptValue(DType::kF64, F64ToBits(3.0), 0.5), F64ToBits(6.0));
-  EXPECT_EQ(KeptValue(DType::kF16, 0x3C00, 0.5), 0x4000u);
-  EXPECT_EQ(KeptValue(DType::kBF16, 0x3F80, 0.5), 0x4000u);
-  EXPECT_EQ(KeptValue(DType::kF16, 0x0001, 0.5), 0x0002u);       // denormal stays denormal
-  EXPECT_EQ(KeptValue(DType::kF32, 0x00000001u, 0.5), 0x00000002u);
-  EXPECT_EQ(KeptValue(DType::kF64, 1, 0.5), 2u);
-  EXPECT_EQ(KeptValue(DType::kF16, 0x7BFF, 0.5), 0x7C00u);       // overflow to Inf
-  EXPECT_EQ(KeptValue(DType::kF32, F32ToBits(3.0f), 0.1), F32ToBits(3.0f * BitsToF32(0x3f8e38e4u)));
-  EXPECT_EQ(KeptValue(DType::kF16, 0x3C00, 0.1), F32ToF16(BitsToF32(0x3f8e38e4u)));
-  EXPECT_TRUE(IsNaN(DType::kF16, KeptValue(DType::kF16, 0x7E00, 0.5)));
-  for (DType t : {DType::kF16, DType::kBF16, DType::kF32, DType::kF64}) {
-    const uint64_t nan = t == DType::kF16 ? 0x7E00 : t == DType::kBF16 ? 0x7FC0
-                         : t == DType::kF32 ? 0x7FC00000u : 0x7FF8000000000000ull;
-    const uint64_t neg_inf = t == DType::kF16 ? 0xFC00 : t == DType::kBF16 ? 0xFF80
-                             : t == DType::kF32 ? 0xFF800000u : 0xFFF0000000000000ull;
-    const uint64_t neg_zero = t == DType::kF64 ? 0x8000000000000000ull
-                              : t == DType::kF32 ? 0x80000000u : 0x8000u;
-    const uint64_t neg_one = t == DType::kF16 ? 0xBC00 : t == DType::kBF16 ? 0xBF80
-                             : t == DType::kF32 ? F32ToBits(-1.0f) : F64ToBits(-1.0);
+  EXPECT_EQ(KeptValue(DType::f32, F32ToBits(3.0f), 0.5), F32ToBits(6.0f));
+  EXPECT_EQ(KeptValue(DType::f64, F64ToBits(3.0), 0.5), F64ToBits(6.0));
+  EXPECT_EQ(KeptValue(DType::f16, 0x3C00, 0.5), 0x4000u);
+  EXPECT_EQ(KeptValue(DType::bf16, 0x3F80, 0.5), 0x4000u);
+  EXPECT_EQ(KeptValue(DType::f16, 0x0001, 0.5), 0x0002u);       // denormal stays denormal
+  EXPECT_EQ(KeptValue(DType::f32, 0x00000001u, 0.5), 0x00000002u);
+  EXPECT_EQ(KeptValue(DType::f64, 1, 0.5), 2u);
+  EXPECT_EQ(KeptValue(DType::f16, 0x7BFF, 0.5), 0x7C00u);       // overflow to Inf
+  EXPECT_EQ(KeptValue(DType::f32, F32ToBits(3.0f), 0.1), F32ToBits(3.0f * BitsToF32(0x3f8e38e4u)));
+  EXPECT_EQ(KeptValue(DType::f16, 0x3C00, 0.1), F32ToF16(BitsToF32(0x3f8e38e4u)));
+  EXPECT_TRUE(IsNaN(DType::f16, KeptValue(DType::f16, 0x7E00, 0.5)));
+  for (DType t : {DType::f16, DType::bf16, DType::f32, DType::f64}) {
+    const uint64_t nan = t == DType::f16 ? 0x7E00 : t == DType::bf16 ? 0x7FC0
+                         : t == DType::f32 ? 0x7FC00000u : 0x7FF8000000000000ull;
+    const uint64_t neg_inf = t == DType::f16 ? 0xFC00 : t == DType::bf16 ? 0xFF80
+                             : t == DType::f32 ? 0xFF800000u : 0xFFF0000000000000ull;
+    const uint64_t neg_zero = t == DType::f64 ? 0x8000000000000000ull
+                              : t == DType::f32 ? 0x80000000u : 0x8000u;
+    const uint64_t neg_one = t == DType::f16 ? 0xBC00 : t == DType::bf16 ? 0xBF80
+                             : t == DType::f32 ? F32ToBits(-1.0f) : F64ToBits(-1.0);
     SCOPED_TRACE(DTypeName(t));
     EXPECT_EQ(DroppedValue(t, nan, 0), 0u);
     EXPECT_EQ(DroppedValue(t, neg_inf, 0), 0u);

@@ -126,50 +126,50 @@ uint16_t F32ToBF16(float f) {
 
 bool DTypeFromDL(DLDataType dt, DType* out) {
   if (dt.lanes != 1) return false;
-  if (dt.code == kDLFloat && dt.bits == 16) *out = DType::kF16;
-  else if (dt.code == kDLFloat && dt.bits == 32) *out = DType::kF32;
-  else if (dt.code == kDLFloat && dt.bits == 64) *out = DType::kF64;
-  else if (dt.code == kDLBfloat && dt.bits == 16) *out = DType::kBF16;
+  if (dt.code == kDLFloat && dt.bits == 16) *out = DType::f16;
+  else if (dt.code == kDLFloat && dt.bits == 32) *out = DType::f32;
+  else if (dt.code == kDLFloat && dt.bits == 64) *out = DType::f64;
+  else if (dt.code == kDLBfloat && dt.bits == 16) *out = DType::bf16;
   else return false;
   return true;
 }
 
 DLDataType DTypeToDL(DType t) {
   switch (t) {
-    case DType::kF16: return DLDataType{kDLFloat, 16, 1};
-    case DType::kBF16: return DLDataType{kDLBfloat, 16, 1};
-    case DType::kF32: return DLDataType{kDLFloat, 32, 1};
-    case DType::kF64: return DLDataType{kDLFloat, 64, 1};
+    case DType::f16: return DLDataType{kDLFloat, 16, 1};
+    case DType::bf16: return DLDataType{kDLBfloat, 16, 1};
+    case DType::f32: return DLDataType{kDLFloat, 32, 1};
+    case DType::f64: return DLDataType{kDLFloat, 64, 1};
   }
   return DLDataType{kDLFloat, 32, 1};
 }
 
 size_t DTypeSize(DType t) {
   switch (t) {
-    case DType::kF16:
-    case DType::kBF16: return 2;
-    case DType::kF32: return 4;
-    case DType::kF64: return 8;
+    case DType::f16:
+    case DType::bf16: return 2;
+    case DType::f32: return 4;
+    case DType::f64: return 8;
   }
   return 0;
 }
 
 const char* DTypeName(DType t) {
   switch (t) {
-    case DType::kF16: return "float16";
-    case DType::kBF16: return "bfloat16";
-    case DType::kF32: return "float32";
-    case DType::kF64: return "float64";
+    case DType::f16: return "float16";
+    case DType::bf16: return "bfloat16";
+    case DType::f32: return "float32";
+    case DType::f64: return "float64";
   }
   return "?";
 }
 
 bool IsNaN(DType t, uint64_t b) {
   switch (t) {
-    case DType::kF16: return (b & 0x7FFFu) > 0x7C00u;
-    case DType::kBF16: return (b & 0x7FFFu) > 0x7F80u;
-    case DType::kF32: return (b & 0x7FFFFFFFu) > 0x7F800000u;
-    case DType::kF64: return (b & 0x7FFFFFFFFFFFFFFFull) > 0x7FF0000000000000ull;
+    case DType::f16: return (b & 0x7FFFu) > 0x7C00u;
+    case DType::bf16: return (b & 0x7FFFu) > 0x7F80u;
+    case DType::f32: return (b & 0x7FFFFFFFu) > 0x7F800000u;
+    case DType::f64: return (b & 0x7FFFFFFFFFFFFFFFull) > 0x7FF0000000000000ull;
   }
   return false;
 }
@@ -188,17 +188,17 @@ struct ValueRule {
     // SPEC section 3: with SDROP_FLAG_SCALE_IN_DTYPE the float32 s is first rounded to the
     // 16-bit storage format (PyTorch's noise tensor holds 1/(1-p) in the input's dtype).
     if (flags & SDROP_FLAG_SCALE_IN_DTYPE) {
-      if (t == DType::kF16) s32 = F16ToF32(F32ToF16(s32));
-      if (t == DType::kBF16) s32 = BF16ToF32(F32ToBF16(s32));
+      if (t == DType::f16) s32 = F16ToF32(F32ToF16(s32));
+      if (t == DType::bf16) s32 = BF16ToF32(F32ToBF16(s32));
     }
   }
 
   uint64_t Scaled(uint64_t x, float s, double sd) const {
     switch (t) {
-      case DType::kF32: return F32ToBits(BitsToF32(static_cast<uint32_t>(x)) * s);
-      case DType::kF64: return F64ToBits(BitsToF64(x) * sd);
-      case DType::kF16: return F32ToF16(F16ToF32(static_cast<uint16_t>(x)) * s);
-      case DType::kBF16: return F32ToBF16(BF16ToF32(static_cast<uint16_t>(x)) * s);
+      case DType::f32: return F32ToBits(BitsToF32(static_cast<uint32_t>(x)) * s);
+      case DType::f64: return F64ToBits(BitsToF64(x) * sd);
+      case DType::f16: return F32ToF16(F16ToF32(static_cast<uint16_t>(x)) * s);
+      case DType::bf16: return F32ToBF16(BF16ToF32(static_cast<uint16_t>(x)) * s);
     }
     return 0;
   }

@@ -18,6 +18,8 @@
 #include <dlpack/dlpack.h>
 #include <sdrop/sdrop.h>
 
+#include "common/kernel_kinds.h"
+
 namespace sdrop_ref {
 
 // ---- SPEC section 2: Philox4x32-10 ------------------------------------------------------------
@@ -85,7 +87,7 @@ uint32_t F32ToBits(float f);
 double BitsToF64(uint64_t b);
 uint64_t F64ToBits(double d);
 
-enum class DType { kF16, kBF16, kF32, kF64 };
+using sdrop::DType;  // common/kernel_kinds.h (u8 is the mask's, never a value type here)
 // The four element types of SPEC section 5 (lanes must be 1); false for anything else.
 bool DTypeFromDL(DLDataType dt, DType* out);
 DLDataType DTypeToDL(DType t);
