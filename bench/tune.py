@@ -9,8 +9,8 @@ knobs (generator params of generators/sdrop_generator.cpp):
     vector_factor  vectors of the natural width per inner iteration (the unrolling)
     task_elems     elements per parallel task (the parallel split and grain)
     tail           vector remainder: predicate | guard (scalar epilogue)
-    skip_reads     rows: exact-zero mode skips loading dropped rows: true | false
-    mask_at        rows: keep bits drawn per task (vectorized) | per row
+    draws          keep bits: one Philox per block of 4 mask indices where the layout
+                   allows (block) | one Philox per mask index (each)
 
 --strategy=coordinate (default) tries one knob at a time from the defaults, keeping the best
 value before moving to the next knob (about a dozen builds per class); --strategy=grid tries
@@ -38,9 +38,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build", "tune")
 TABLE = os.path.join(ROOT, "generators", "schedule_table.cmake")
-DEFAULT = {"vector_factor": 2, "task_elems": 65536, "tail": "predicate", "skip_reads": "true",
-           "mask_at": "task"}
-ROWS_ONLY = ("skip_reads", "mask_at")
+DEFAULT = {"vector_factor": 2, "task_elems": 65536, "tail": "predicate", "draws": "block"}
 CLASSES = {"rows": "nchw", "channels_last": "nhwc"}
 
 
@@ -94,8 +92,7 @@ def main():
     ap.add_argument("--vector-factors", default="1,2,4")
     ap.add_argument("--task-elems", default="16384,65536,262144")
     ap.add_argument("--tails", default="predicate,guard")
-    ap.add_argument("--skip-reads", default="true,false")
-    ap.add_argument("--mask-at", default="task,row")
+    ap.add_argument("--draws", default="block,each")
     ap.add_argument("--strategy", choices=["coordinate", "grid"], default="coordinate")
     ap.add_argument("--p", default="0.5")
     ap.add_argument("--reps", type=int, default=5)
@@ -110,13 +107,12 @@ def main():
     space = {"vector_factor": args.vector_factors.split(","),
              "task_elems": args.task_elems.split(","),
              "tail": args.tails.split(","),
-             "skip_reads": args.skip_reads.split(","),
-             "mask_at": args.mask_at.split(",")}
+             "draws": args.draws.split(",")}
     winners = {}
     with tempfile.TemporaryDirectory() as tmp:
         table_path = os.path.join(tmp, "schedule_table.cmake")
         for shape in args.shapes.split(","):
-            knobs_here = {k: v for k, v in space.items() if shape == "rows" or k not in ROWS_ONLY}
+            knobs_here = dict(space)
             for dtype in args.dtypes.split(","):
                 cache = {}
 
