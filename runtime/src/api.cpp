@@ -6,7 +6,8 @@
 
 #include "error.h"
 #include "fpenv.h"
-#include "gpu.h"
+#include "cuda.h"
+#include "halide_hooks.h"
 #include "kernels.h"
 #include "mask_index.h"
 #include "overlap.h"
@@ -14,6 +15,8 @@
 #include "plan.h"
 #include "sdrop/sdrop.h"
 #include "tensor.h"
+#include "opencl.h"
+#include "verbose.h"
 
 namespace sdrop {
 namespace {
@@ -96,8 +99,8 @@ sdrop_status check_pair(const Tensor& x, const Tensor& y, DType* dtype, Backend*
   return check_apart(x, y, /*in_place_ok=*/true);
 }
 
-sdrop_status dropout(const sdrop_params* params, const sdrop_shard* shard, const DLTensor* xt,
-                     DLTensor* yt, const char* xname, const char* yname) {
+sdrop_status dropout(CallRecord* r, const sdrop_params* params, const sdrop_shard* shard,
+                     const DLTensor* xt, DLTensor* yt, const char* xname, const char* yname) {
   FpEnvGuard env;
   if (sdrop_status s = check_params(params, true)) return s;
   Tensor x, y;
@@ -109,10 +112,12 @@ sdrop_status dropout(const sdrop_params* params, const sdrop_shard* shard, const
   if (sdrop_status s = check_mask_axes(params->mask_axes, x)) return s;
   MaskIndex mi;
   if (sdrop_status s = mask_index(x, params->mask_axes, shard, &mi)) return s;
-  if (x.numel == 0) return SDROP_OK;
+  r->x = &x;
+  r->y = &y;
+  if (x.numel == 0) return trace_no_kernel(r);
   const Plan plan = make_plan(Op::dropout, x.ndim, x.shape, x.strides, y.strides, nullptr, mi);
-  return run_plan(backend, Op::dropout, dtype, plan, &x, y, nullptr,
-                  kernel_args(*params, dtype));
+  return run_and_trace(r, backend, Op::dropout, dtype, plan, &x, y, nullptr,
+                       kernel_args(*params, dtype));
 }
 
 // The mask's shape must be the noise shape of `like` (or, for sdrop_mask, its own).
@@ -136,7 +141,8 @@ sdrop_status check_noise_shape(const Tensor& mask, const Tensor& like, uint32_t 
   return SDROP_OK;
 }
 
-sdrop_status mask(const sdrop_params* params, const sdrop_shard* shard, DLTensor* mask_t) {
+sdrop_status mask(CallRecord* r, const sdrop_params* params, const sdrop_shard* shard,
+                  DLTensor* mask_t) {
   FpEnvGuard env;
   if (sdrop_status s = check_params(params, false)) return s;
   Tensor mask;
@@ -149,10 +155,39 @@ sdrop_status mask(const sdrop_params* params, const sdrop_shard* shard, DLTensor
   if (sdrop_status s = check_output(mask)) return s;
   MaskIndex mi;
   if (sdrop_status s = mask_index(mask, params->mask_axes, shard, &mi)) return s;
-  if (mask.numel == 0) return SDROP_OK;
+  r->y = &mask;
+  if (mask.numel == 0) return trace_no_kernel(r);
   const Plan plan = make_plan(Op::mask, mask.ndim, mask.shape, nullptr, mask.strides, nullptr, mi);
-  return run_plan(backend, Op::mask, DType::u8, plan, nullptr, mask, nullptr,
-                  kernel_args(*params, DType::u8));
+  return run_and_trace(r, backend, Op::mask, DType::u8, plan, nullptr, mask, nullptr,
+                       kernel_args(*params, DType::u8));
+}
+
+sdrop_status apply_mask(CallRecord* r, const sdrop_params* params, const DLTensor* x_t,
+                        const DLTensor* mask_t, DLTensor* y_t) {
+  FpEnvGuard env;
+  if (sdrop_status s = check_params(params, true)) return s;
+  Tensor x, mask, y;
+  if (sdrop_status s = describe(x_t, "x", &x)) return s;
+  if (sdrop_status s = describe(mask_t, "mask", &mask)) return s;
+  if (sdrop_status s = describe(y_t, "y", &y)) return s;
+  DType dtype;
+  Backend backend;
+  if (sdrop_status s = check_pair(x, y, &dtype, &backend)) return s;
+  if (sdrop_status s = mask_dtype(mask)) return s;
+  if (sdrop_status s = same_device(x, mask)) return s;
+  if (sdrop_status s = check_mask_axes(params->mask_axes, x)) return s;
+  if (sdrop_status s = check_noise_shape(mask, x, params->mask_axes)) return s;
+  if (sdrop_status s = check_apart(mask, y, /*in_place_ok=*/false)) return s;
+  r->x = &x;
+  r->y = &y;
+  if (x.numel == 0) return trace_no_kernel(r);
+  // The mask tensor broadcasts: its strides on the non-mask axes (extent 1) are unused.
+  int64_t ks[kMaxDims];
+  for (int i = 0; i < x.ndim; i++) ks[i] = (params->mask_axes >> i & 1u) ? mask.strides[i] : 0;
+  const Plan plan = make_plan(Op::apply_mask, x.ndim, x.shape, x.strides, y.strides, ks,
+                              params->mask_axes);
+  return run_and_trace(r, backend, Op::apply_mask, dtype, plan, &x, y, &mask,
+                       kernel_args(*params, dtype));
 }
 
 }  // namespace
@@ -170,56 +205,42 @@ uint32_t sdrop_spatial_axes(int32_t ndim, sdrop_layout layout) {
 }
 
 sdrop_status sdrop_forward(const sdrop_params* params, const DLTensor* x, DLTensor* y) {
-  return dropout(params, nullptr, x, y, "x", "y");
+  Traced t("forward", params);
+  return t.finish(dropout(t.get(), params, nullptr, x, y, "x", "y"));
 }
 
 sdrop_status sdrop_backward(const sdrop_params* params, const DLTensor* dy, DLTensor* dx) {
-  return dropout(params, nullptr, dy, dx, "dy", "dx");
+  Traced t("backward", params);
+  return t.finish(dropout(t.get(), params, nullptr, dy, dx, "dy", "dx"));
 }
 
 sdrop_status sdrop_mask(const sdrop_params* params, DLTensor* mask_t) {
-  return mask(params, nullptr, mask_t);
+  Traced t("mask", params);
+  return t.finish(mask(t.get(), params, nullptr, mask_t));
 }
 
 sdrop_status sdrop_forward_sharded(const sdrop_params* params, const sdrop_shard* shard,
                                    const DLTensor* x, DLTensor* y) {
-  return dropout(params, shard, x, y, "x", "y");
+  Traced t("forward_sharded", params);
+  return t.finish(dropout(t.get(), params, shard, x, y, "x", "y"));
 }
 
 sdrop_status sdrop_backward_sharded(const sdrop_params* params, const sdrop_shard* shard,
                                     const DLTensor* dy, DLTensor* dx) {
-  return dropout(params, shard, dy, dx, "dy", "dx");
+  Traced t("backward_sharded", params);
+  return t.finish(dropout(t.get(), params, shard, dy, dx, "dy", "dx"));
 }
 
 sdrop_status sdrop_mask_sharded(const sdrop_params* params, const sdrop_shard* shard,
                                 DLTensor* mask_t) {
-  return mask(params, shard, mask_t);
+  Traced t("mask_sharded", params);
+  return t.finish(mask(t.get(), params, shard, mask_t));
 }
 
 sdrop_status sdrop_apply_mask(const sdrop_params* params, const DLTensor* x_t,
                               const DLTensor* mask_t, DLTensor* y_t) {
-  FpEnvGuard env;
-  if (sdrop_status s = check_params(params, true)) return s;
-  Tensor x, mask, y;
-  if (sdrop_status s = describe(x_t, "x", &x)) return s;
-  if (sdrop_status s = describe(mask_t, "mask", &mask)) return s;
-  if (sdrop_status s = describe(y_t, "y", &y)) return s;
-  DType dtype;
-  Backend backend;
-  if (sdrop_status s = check_pair(x, y, &dtype, &backend)) return s;
-  if (sdrop_status s = mask_dtype(mask)) return s;
-  if (sdrop_status s = same_device(x, mask)) return s;
-  if (sdrop_status s = check_mask_axes(params->mask_axes, x)) return s;
-  if (sdrop_status s = check_noise_shape(mask, x, params->mask_axes)) return s;
-  if (sdrop_status s = check_apart(mask, y, /*in_place_ok=*/false)) return s;
-  if (x.numel == 0) return SDROP_OK;
-  // The mask tensor broadcasts: its strides on the non-mask axes (extent 1) are unused.
-  int64_t ks[kMaxDims];
-  for (int i = 0; i < x.ndim; i++) ks[i] = (params->mask_axes >> i & 1u) ? mask.strides[i] : 0;
-  const Plan plan = make_plan(Op::apply_mask, x.ndim, x.shape, x.strides, y.strides, ks,
-                              params->mask_axes);
-  return run_plan(backend, Op::apply_mask, dtype, plan, &x, y, &mask,
-                  kernel_args(*params, dtype));
+  Traced t("apply_mask", params);
+  return t.finish(apply_mask(t.get(), params, x_t, mask_t, y_t));
 }
 
 sdrop_status sdrop_set_cuda_stream(void* context, void* stream) {
@@ -242,6 +263,10 @@ const char* sdrop_status_name(sdrop_status s) { return status_name(s); }
 void sdrop_set_num_threads(int n) { set_num_threads(n); }
 
 int sdrop_get_num_threads(void) { return get_num_threads(); }
+
+void sdrop_set_verbose(int level) { set_verbose(level); }
+
+int sdrop_get_verbose(void) { return verbose_level(); }
 
 const char* sdrop_version(void) {
 #define SDROP_STR2(x) #x

@@ -11,10 +11,16 @@ namespace sdrop {
 
 constexpr unsigned kDefaultMxcsr = 0x1F80;  // all exceptions masked, RNE, no FTZ/DAZ
 
+// Writing MXCSR is a serialising instruction (tens of cycles), and the common caller already
+// runs with the default: write only what differs, on entry and on exit.
 class FpEnvGuard {
  public:
-  FpEnvGuard() : saved_(_mm_getcsr()) { _mm_setcsr(kDefaultMxcsr); }
-  ~FpEnvGuard() { _mm_setcsr(saved_); }
+  FpEnvGuard() : saved_(_mm_getcsr()) {
+    if (saved_ != kDefaultMxcsr) _mm_setcsr(kDefaultMxcsr);
+  }
+  ~FpEnvGuard() {
+    if (_mm_getcsr() != saved_) _mm_setcsr(saved_);
+  }
   FpEnvGuard(const FpEnvGuard&) = delete;
   FpEnvGuard& operator=(const FpEnvGuard&) = delete;
 

@@ -1,11 +1,15 @@
 // The generated kernels' C signatures, and a table of them by variant (a CPU ISA or a GPU
 // backend), canonical shape and dtype, filled from the X-macro lists the build generates
-// (sdrop_kernels.h). Shared by the CPU (kernels.cpp) and GPU (gpu.cpp) runners.
+// (sdrop_kernels.h), and the loop both runners share: prove every call of a plan, then run
+// each from the table. The CPU (kernels.cpp) and GPU (gpu.cpp) runners differ only in how
+// they wrap a tensor as a halide_buffer_t.
 #pragma once
 
 #include <cstdint>
 
 #include "HalideRuntime.h"
+#include "call_check.h"
+#include "params.h"
 #include "plan.h"
 #include "tensor.h"
 
@@ -50,6 +54,54 @@ inline halide_type_t storage_type(DType d) {
     case DType::u8: return halide_type_t(halide_type_uint, 8);
   }
   return halide_type_t();
+}
+
+// The buffers of one kernel call (x and k null where the op has none).
+struct CallBuffers {
+  halide_buffer_t *x = nullptr, *k = nullptr, *y = nullptr;
+};
+
+// Runs table entry (variant v) for op on one call's buffers.
+template <int kVariants>
+int call_kernel(const KernelTable<kVariants>& t, int v, Op op, Shape shape, DType dtype,
+                const KernelArgs& a, const Plan& p, const Call& c, const CallBuffers& b,
+                bool serial) {
+  const int sh = int(shape), dt = int(dtype);
+  const int64_t ms0 = p.inner[0].ms, ms1 = p.inner[1].ms, ms2 = p.inner[2].ms;
+  switch (op) {
+    case Op::dropout:
+      return t.dropout[v][sh][dt](b.x, a.seed, a.offset, c.m0, ms0, ms1, ms2, a.threshold,
+                                  a.keep_all, a.multiply, a.scale_f32, a.scale_f64, serial,
+                                  b.y);
+    case Op::apply_mask:
+      return t.apply_mask[v][dt](b.x, b.k, a.keep_none, a.multiply, a.scale_f32, a.scale_f64,
+                                 serial, b.y);
+    case Op::mask:
+      return t.mask[v](a.seed, a.offset, c.m0, ms0, ms1, ms2, a.threshold, a.keep_all, serial,
+                       b.y);
+  }
+  return -1;
+}
+
+// Every call of the plan is proven (call_check.h) before the first one runs, so that a
+// refusal never follows a partial write; then run(const Call&) for each, stopping at the
+// first nonzero result. *calls: the number of kernel calls (for the verbose line).
+template <typename Run>
+sdrop_status for_each_proven_call(Op op, const Plan& plan, const Tensor* x, const Tensor& y,
+                                  const Tensor* k, int* calls, int* code, Run&& run) {
+  int n = 0;
+  const int unfit = for_each_call(plan, [&](const Call& c) {
+    n++;
+    const bool fits = buffer_fits(y, c.y0, c, plan, &Axis::ys) &&
+                      (!x || buffer_fits(*x, c.x0, c, plan, &Axis::xs)) &&
+                      (!k || buffer_fits(*k, c.k0, c, plan, &Axis::ks)) &&
+                      (op == Op::apply_mask || mask_indices_fit(c, plan));
+    return fits ? 0 : 1;
+  });
+  *calls = n;
+  if (unfit) return unfit_call();
+  *code = for_each_call(plan, run);
+  return SDROP_OK;
 }
 
 }  // namespace sdrop

@@ -1,5 +1,5 @@
-// Runs a plan on the AOT-compiled Halide kernels of the selected ISA variant, and owns the
-// Halide runtime's process-wide hooks (error handler, thread count, FP state of workers).
+// Runs a plan on the AOT-compiled Halide kernels: the CPU runner (this file's kernels.cpp)
+// over the ISA variant select_isa() picks, or the GPU runner (gpu.h) for CUDA/OpenCL tensors.
 #pragma once
 
 #include <cstdint>
@@ -11,18 +11,15 @@
 
 namespace sdrop {
 
-// x may be null (Op::mask), k is the mask tensor (apply_mask) or null. GPU backends go to
-// run_plan_gpu (gpu.h).
+// What ran, for the verbose line (verbose.h).
+struct RunInfo {
+  const char* variant = "";  // "cpu:avx2", "cuda", "opencl", ...
+  int calls = 0;             // kernel calls
+  bool serial = false;       // on the calling thread, without the pool
+};
+
+// x may be null (Op::mask), k is the mask tensor (apply_mask) or null.
 sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, const Tensor* x,
-                      const Tensor& y, const Tensor* k, const KernelArgs& args);
-
-// The Halide runtime's process-wide hooks (error handler, thread pool, FP state of
-// workers), installed once; the last Halide error message on this thread.
-void ensure_halide_hooks();
-const char* halide_message();
-void clear_halide_message();
-
-void set_num_threads(int n);
-int get_num_threads();
+                      const Tensor& y, const Tensor* k, const KernelArgs& args, RunInfo* info);
 
 }  // namespace sdrop

@@ -55,7 +55,7 @@ typedef struct sdrop_params {
 } sdrop_params;
 
 /* Dropped elements become x * 0 (PyTorch: NaN/Inf propagate, negatives give -0.0).
-   Default: dropped elements are exactly +0.0 and their inputs are never read. */
+   Default: dropped elements are exactly +0.0, whatever their input (NaN and Inf too). */
 #define SDROP_FLAG_MULTIPLY 1u
 /* float16/bfloat16: the float32 scale s = 1/(1 - p) is first rounded to the tensor's dtype,
    then x * s is computed in float32 (exactly) and rounded once: PyTorch's arithmetic, whose
@@ -127,6 +127,24 @@ SDROP_API const char* sdrop_status_name(sdrop_status status);
 SDROP_API void sdrop_set_num_threads(int n);
 /* The count actually used (>= 1). */
 SDROP_API int sdrop_get_num_threads(void);
+
+/* ---- Verbose mode, in the style of ONEDNN_VERBOSE -------------------------------------
+   Level 1: one line per call on stderr, as the call returns:
+     sdrop_verbose,exec,<variant>,<op>,<dtype>,shape=2x3x4,x_strides=12:4:1,y_strides=...,
+       mask_axes=0x3,p=0.5,flags=0x0,canonical=rows,kernel_extents=4x6x1,calls=1,serial=1,
+       threads=2,time_us=0.41
+   where <variant> is cpu:sse41|cpu:avx2|cpu:avx512|cuda|opencl, <op> forward|backward|mask|
+   apply_mask (with "_sharded" for the sharded calls) and time_us the wall time of the call
+   (for GPU calls, of the enqueueing). Refused calls print
+     sdrop_verbose,error,<op>,<status name>,<message>
+   Level 2 adds a line per kernel dimension and runtime loop of the plan (sdrop_verbose,plan,...).
+   The level starts from the environment variable SDROP_VERBOSE=0|1|2 (read once, at the
+   first call; another value counts as 0) and can be changed at any time. Off, it costs one
+   load and one branch per call. */
+/* Sets the level; a value outside 0..2 is clamped into it. */
+SDROP_API void sdrop_set_verbose(int level);
+/* The level in force. */
+SDROP_API int sdrop_get_verbose(void);
 
 /* "MAJOR.MINOR.PATCH". */
 SDROP_API const char* sdrop_version(void);

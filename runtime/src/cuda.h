@@ -1,0 +1,21 @@
+// CUDA: the caller's context and stream (per thread), the checks a call's tensors pass
+// before any launch, and the hooks through which the Halide runtime uses that context and
+// stream. The driver API is declared locally: the library builds without the CUDA toolkit.
+#pragma once
+
+#include "sdrop/sdrop.h"
+#include "tensor.h"
+
+namespace sdrop {
+
+// Checks the driver, the device, the context and that every tensor lies in one device
+// allocation (nulls in `tensors` are skipped); on success the call's context is what the
+// Halide runtime gets until end_cuda_call().
+sdrop_status begin_cuda_call(const Tensor* const* tensors, int n);
+void end_cuda_call();
+
+// sdrop_set_cuda_stream / sdrop_get_cuda_stream: the calling thread's handles.
+void set_cuda_stream(void* context, void* stream);
+void get_cuda_stream(void** context, void** stream);
+
+}  // namespace sdrop

@@ -1,0 +1,259 @@
+// Verbose mode (sdrop.h, "Verbose mode"; docs/c-api.md#verbose-mode): one line on stderr per
+// call, saying what ran; nothing when off. The lines are parsed here field by field, as a
+// user's script would.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "dropout_tester.h"
+
+namespace sdrop_test {
+namespace {
+
+constexpr DLDataType kF32{kDLFloat, 32, 1};
+constexpr DLDataType kU8{kDLUInt, 8, 1};
+
+// Runs f with stderr (fd 2) sent to a temporary file; returns what was written.
+template <typename F>
+std::string CaptureStderr(F&& f) {
+  std::fflush(stderr);
+  FILE* tmp = std::tmpfile();
+  const int saved = dup(2);
+  dup2(fileno(tmp), 2);
+  f();
+  std::fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  std::string out;
+  std::rewind(tmp);
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, tmp)) > 0) out.append(buf, n);
+  std::fclose(tmp);
+  return out;
+}
+
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (;;) {
+    const size_t at = s.find(sep, start);
+    parts.push_back(s.substr(start, at == std::string::npos ? at : at - start));
+    if (at == std::string::npos) return parts;
+    start = at + 1;
+  }
+}
+
+std::vector<std::string> Lines(const std::string& s) {
+  std::vector<std::string> lines = Split(s, '\n');
+  if (!lines.empty() && lines.back().empty()) lines.pop_back();
+  return lines;
+}
+
+// An exec line: the five positional fields, then key=value pairs.
+struct ExecLine {
+  std::vector<std::string> head;
+  std::map<std::string, std::string> kv;
+};
+
+ExecLine ParseExec(const std::string& line) {
+  ExecLine e;
+  for (const std::string& f : Split(line, ',')) {
+    const size_t eq = f.find('=');
+    if (eq == std::string::npos) {
+      e.head.push_back(f);
+    } else {
+      e.kv[f.substr(0, eq)] = f.substr(eq + 1);
+    }
+  }
+  return e;
+}
+
+class ScopedVerbose {
+ public:
+  explicit ScopedVerbose(int level) : saved_(sdrop_get_verbose()) { sdrop_set_verbose(level); }
+  ~ScopedVerbose() { sdrop_set_verbose(saved_); }
+
+ private:
+  int saved_;
+};
+
+sdrop_params Params(uint32_t axes) {
+  sdrop_params p{};
+  p.p = 0.5;
+  p.seed = 7;
+  p.mask_axes = axes;
+  return p;
+}
+
+TEST(Verbose, OffPrintsNothing) {
+  ScopedVerbose v(0);
+  std::vector<float> x(120, 1.0f), y(120);
+  HostTensor tx(x.data(), {2, 3, 4, 5}, kF32), ty(y.data(), {2, 3, 4, 5}, kF32);
+  const sdrop_params p = Params(0x3);
+  const std::string err = CaptureStderr([&] {
+    EXPECT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_OK);
+    EXPECT_NE(sdrop_forward(nullptr, &tx.t, &ty.t), SDROP_OK);
+  });
+  EXPECT_EQ(err, "");
+}
+
+TEST(Verbose, ForwardSaysWhatRan) {
+  ScopedVerbose v(1);
+  std::vector<float> x(120, 1.0f), y(120);
+  HostTensor tx(x.data(), {2, 3, 4, 5}, kF32), ty(y.data(), {2, 3, 4, 5}, kF32);
+  const sdrop_params p = Params(0x3);
+  const std::vector<std::string> lines =
+      Lines(CaptureStderr([&] { ASSERT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_OK); }));
+  ASSERT_EQ(lines.size(), 1u);
+  const ExecLine e = ParseExec(lines[0]);
+  ASSERT_EQ(e.head.size(), 5u) << lines[0];
+  EXPECT_EQ(e.head[0], "sdrop_verbose");
+  EXPECT_EQ(e.head[1], "exec");
+  EXPECT_EQ(e.head[2].rfind("cpu:", 0), 0u) << "variant: " << e.head[2];
+  EXPECT_EQ(e.head[3], "forward");
+  EXPECT_EQ(e.head[4], "float32");
+  EXPECT_EQ(e.kv.at("shape"), "2x3x4x5");
+  EXPECT_EQ(e.kv.at("x_strides"), "60:20:5:1");
+  EXPECT_EQ(e.kv.at("y_strides"), "60:20:5:1");
+  EXPECT_EQ(e.kv.at("mask_axes"), "0x3");
+  EXPECT_EQ(e.kv.at("p"), "0.5");
+  EXPECT_EQ(e.kv.at("flags"), "0x0");
+  // Six (sample, channel) rows of 20 contiguous elements: one rows-kernel call.
+  EXPECT_EQ(e.kv.at("canonical"), "rows");
+  EXPECT_EQ(e.kv.at("calls"), "1");
+  EXPECT_EQ(e.kv.at("threads"), std::to_string(sdrop_get_num_threads()));
+  EXPECT_GE(std::stod(e.kv.at("time_us")), 0.0);
+  // The ISA variant named is the one the cap allows.
+  const std::string isa = e.head[2].substr(4);
+  EXPECT_TRUE(isa == "sse41" || isa == "avx2" || isa == "avx512") << isa;
+}
+
+TEST(Verbose, ChannelsLastAndVariantFollowTheCap) {
+  ScopedVerbose v(1);
+  ScopedMaxCpuIsa cap(SDROP_CPU_ISA_SSE41);
+  ASSERT_EQ(cap.status(), SDROP_OK);
+  // (2, 4, 5, 3) with channels last: axes 0 and 3.
+  std::vector<float> x(120, 1.0f), y(120);
+  HostTensor tx(x.data(), {2, 4, 5, 3}, kF32), ty(y.data(), {2, 4, 5, 3}, kF32);
+  const sdrop_params p = Params(sdrop_spatial_axes(4, SDROP_CHANNELS_LAST));
+  const std::vector<std::string> lines =
+      Lines(CaptureStderr([&] { ASSERT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_OK); }));
+  ASSERT_EQ(lines.size(), 1u);
+  const ExecLine e = ParseExec(lines[0]);
+  EXPECT_EQ(e.head[2], "cpu:sse41");
+  EXPECT_EQ(e.kv.at("mask_axes"), "0x9");
+  EXPECT_EQ(e.kv.at("canonical"), "channels_last");
+}
+
+TEST(Verbose, EveryEntryPointNamesItsOp) {
+  ScopedVerbose v(1);
+  std::vector<float> x(120, 1.0f), y(120);
+  std::vector<uint8_t> m(6);
+  HostTensor tx(x.data(), {2, 3, 4, 5}, kF32), ty(y.data(), {2, 3, 4, 5}, kF32);
+  HostTensor tm(m.data(), {2, 3, 1, 1}, kU8);
+  const sdrop_params p = Params(0x3);
+  const int64_t first[4] = {2, 0, 0, 0}, extent[4] = {4, 3, 4, 5};
+  const sdrop_shard shard{first, extent};
+  const std::vector<std::string> lines = Lines(CaptureStderr([&] {
+    EXPECT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_OK);
+    EXPECT_EQ(sdrop_backward(&p, &tx.t, &ty.t), SDROP_OK);
+    EXPECT_EQ(sdrop_mask(&p, &tm.t), SDROP_OK);
+    EXPECT_EQ(sdrop_apply_mask(&p, &tx.t, &tm.t, &ty.t), SDROP_OK);
+    EXPECT_EQ(sdrop_forward_sharded(&p, &shard, &tx.t, &ty.t), SDROP_OK);
+    EXPECT_EQ(sdrop_backward_sharded(&p, &shard, &tx.t, &ty.t), SDROP_OK);
+    EXPECT_EQ(sdrop_mask_sharded(&p, &shard, &tm.t), SDROP_OK);
+  }));
+  const std::vector<std::string> want = {"forward",         "backward",         "mask",
+                                         "apply_mask",      "forward_sharded",  "backward_sharded",
+                                         "mask_sharded"};
+  ASSERT_EQ(lines.size(), want.size());
+  for (size_t i = 0; i < want.size(); i++) {
+    const ExecLine e = ParseExec(lines[i]);
+    ASSERT_EQ(e.head.size(), 5u) << lines[i];
+    EXPECT_EQ(e.head[3], want[i]) << lines[i];
+  }
+  const ExecLine mask = ParseExec(lines[2]);
+  EXPECT_EQ(mask.head[4], "uint8");
+  EXPECT_EQ(mask.kv.at("x_strides"), "none");
+  EXPECT_EQ(mask.kv.at("shape"), "2x3x1x1");
+}
+
+TEST(Verbose, RefusalPrintsTheStatusAndTheMessage) {
+  ScopedVerbose v(1);
+  std::vector<float> x(120, 1.0f), y(120);
+  HostTensor tx(x.data(), {2, 3, 4, 5}, kF32), ty(y.data(), {2, 3, 4, 6}, kF32);
+  const sdrop_params p = Params(0x3);
+  std::string message;
+  const std::vector<std::string> lines = Lines(CaptureStderr([&] {
+    EXPECT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_ERROR_INVALID_ARGUMENT);
+    message = sdrop_last_error();
+  }));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0], "sdrop_verbose,error,forward,SDROP_ERROR_INVALID_ARGUMENT," + message);
+  EXPECT_NE(message.find("y.shape"), std::string::npos) << message;
+}
+
+TEST(Verbose, EmptyTensorRunsNoKernel) {
+  ScopedVerbose v(1);
+  float dummy = 0;
+  HostTensor tx(&dummy, {2, 0, 4}, kF32), ty(&dummy, {2, 0, 4}, kF32);
+  const sdrop_params p = Params(0x3);
+  const std::vector<std::string> lines =
+      Lines(CaptureStderr([&] { ASSERT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_OK); }));
+  ASSERT_EQ(lines.size(), 1u);
+  const ExecLine e = ParseExec(lines[0]);
+  EXPECT_EQ(e.head[2], "none");
+  EXPECT_EQ(e.kv.at("canonical"), "none");
+  EXPECT_EQ(e.kv.at("calls"), "0");
+}
+
+TEST(Verbose, LevelTwoAddsThePlan) {
+  ScopedVerbose v(2);
+  std::vector<float> x(120, 1.0f), y(120);
+  HostTensor tx(x.data(), {2, 3, 4, 5}, kF32), ty(y.data(), {2, 3, 4, 5}, kF32);
+  const sdrop_params p = Params(0x3);
+  const std::vector<std::string> lines =
+      Lines(CaptureStderr([&] { ASSERT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_OK); }));
+  ASSERT_GE(lines.size(), 5u);  // exec, three kernel dims, the origin
+  EXPECT_EQ(lines[0].rfind("sdrop_verbose,exec,", 0), 0u);
+  int dims = 0, origins = 0;
+  for (size_t i = 1; i < lines.size(); i++) {
+    EXPECT_EQ(lines[i].rfind("sdrop_verbose,plan,", 0), 0u) << lines[i];
+    dims += lines[i].find("kernel_dim=") != std::string::npos;
+    origins += lines[i].find(",origin,") != std::string::npos;
+  }
+  EXPECT_EQ(dims, 3);
+  EXPECT_EQ(origins, 1);
+}
+
+TEST(Verbose, LevelIsClamped) {
+  ScopedVerbose v(0);
+  sdrop_set_verbose(7);
+  EXPECT_EQ(sdrop_get_verbose(), 2);
+  sdrop_set_verbose(-3);
+  EXPECT_EQ(sdrop_get_verbose(), 0);
+}
+
+// Run with SDROP_VERBOSE=1 in the environment (tests/CMakeLists.txt): the level comes from it,
+// read once, so changing the environment later changes nothing.
+TEST(VerboseEnv, ReadOnceFromTheEnvironment) {
+  ASSERT_STREQ(std::getenv("SDROP_VERBOSE"), "1");
+  EXPECT_EQ(sdrop_get_verbose(), 1);
+  setenv("SDROP_VERBOSE", "0", 1);
+  std::vector<float> x(6, 1.0f), y(6);
+  HostTensor tx(x.data(), {2, 3}, kF32), ty(y.data(), {2, 3}, kF32);
+  const sdrop_params p = Params(0x3);
+  const std::vector<std::string> lines =
+      Lines(CaptureStderr([&] { ASSERT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_OK); }));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].rfind("sdrop_verbose,exec,", 0), 0u);
+}
+
+}  // namespace
+}  // namespace sdrop_test
