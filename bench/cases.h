@@ -1,6 +1,6 @@
 // A benchmark case as an sdrop call, for every device: its tensors (DLPack, [N, C, H, W] or
 // [N, H, W, C] in memory order when channels last, compact, strides = NULL) and parameters, and
-// the selection of cases from the SPEC section 7 matrix.
+// the selection of cases from the docs/performance.md matrix.
 #ifndef SDROP_BENCH_CASES_H_
 #define SDROP_BENCH_CASES_H_
 

@@ -1,5 +1,5 @@
-// The GPU benchmarks: sdrop on device memory beside the SPEC section 7 GPU references, all under
-// the "gpu/" name prefix (filter: --benchmark_filter=^gpu/, ^gpu/cuda/ or ^gpu/opencl/).
+// The GPU benchmarks: sdrop on device memory beside the GPU references (docs/performance.md#gpu),
+// all under the "gpu/" name prefix (filter: --benchmark_filter=^gpu/, ^gpu/cuda/ or ^gpu/opencl/).
 //   gpu.cpp         what every backend shares: buffers, the sdrop benchmark, the untimed first
 //                   call, the timed loop, registration under unique names;
 //   gpu_cuda.cpp    built when CMake finds the CUDA toolkit and cuDNN: the CUDA GpuBackend (CUDA

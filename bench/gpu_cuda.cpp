@@ -1,6 +1,7 @@
-// CUDA benchmarks: sdrop_forward on device memory beside the SPEC section 7 GPU references, a
-// device-to-device cudaMemcpyAsync of the same bytes and cuDNN's dropout (cudnnDropoutForward:
-// an element-wise mask, always x * mask * scale) on the same shape, in the same process and run.
+// CUDA benchmarks: sdrop_forward on device memory beside the GPU references of
+// docs/performance.md#gpu, a device-to-device cudaMemcpyAsync of the same bytes and cuDNN's
+// dropout (cudnnDropoutForward: an element-wise mask, always x * mask * scale) on the same
+// shape, in the same process and run.
 //
 // This file is the CUDA GpuBackend of gpu.h and its peers; the sdrop benchmark, buffers, the
 // untimed first call and the loop are gpu.cpp's. Every benchmark runs on one non-blocking stream
@@ -238,9 +239,9 @@ std::string version(int v) {  // CUDA's 1000 * major + 10 * minor
   return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
 }
 
-// The cases: f32 at every size and both layouts; f16 / bf16 at the large size; all of SPEC
-// section 7 (every dtype, size, layout, p, mode and place) with --full. Forward only: backward
-// runs the same kernel.
+// The cases: f32 at every size and both layouts; f16 / bf16 at the large size; all of the
+// docs/performance.md matrix (every dtype, size, layout, p, mode and place) with --full.
+// Forward only: backward runs the same kernel.
 std::vector<Case> cases(bool full) {
   return select_cases({&kSizes[0], &kSizes[1], &kSizes[2]},
                       {DType::f32, DType::f16, DType::bf16, DType::f64}, {0.1, 0.5, 0.9},

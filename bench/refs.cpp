@@ -1,6 +1,6 @@
-// The SPEC section 7 references, run on the benchmark pool over first-touched buffers:
-// STREAM-style scale out of place and in place, a zero fill of the output and a
-// non-temporal-store copy. Compiled with -O3 (see CMakeLists.txt); the loops are cloned for
+// The references (docs/performance.md#references), run on the benchmark pool over
+// first-touched buffers: STREAM-style scale out of place and in place, a zero fill of the output
+// and a non-temporal-store copy. Compiled with -O3 (see CMakeLists.txt); the loops are cloned for
 // AVX-512 / AVX2 / baseline with target_clones and the best one is picked at load time (ifunc),
 // the streaming copy dispatches on __builtin_cpu_supports("avx").
 #include <immintrin.h>

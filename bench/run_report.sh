@@ -4,7 +4,7 @@
 # reports/bench.md, reports/bench.png and reports/bench.txt (the console log), and prints the
 # headline. Extra arguments go to sdrop_bench, e.g.
 #   bench/run_report.sh --threads=1
-#   bench/run_report.sh --full                      # the whole SPEC section 7 matrix (~20 min)
+#   bench/run_report.sh --full                      # the whole matrix (~20 min)
 #   bench/run_report.sh --benchmark_filter=large    # a subset
 # SDROP_BENCH_SKIP_BUILD=1 uses the binary already built. Then sdrop_autosched_bench runs
 # Halide's autoschedulers beside the hand schedule: reports/autosched.md (SDROP_BENCH_AUTOSCHED=0

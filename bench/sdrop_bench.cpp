@@ -1,4 +1,4 @@
-// sdrop_bench: sdrop against the memory-bound references of SPEC section 7 and libtorch's
+// sdrop_bench: sdrop against the memory-bound references of docs/performance.md and libtorch's
 // dropout2d, all in one process and one run, on the same first-touched buffers and with the same
 // thread count.
 //

@@ -19,7 +19,8 @@ set(SDROP_TARGET_opencl "${SDROP_TARGET_BASE}-sse41-opencl-cl_doubles")
 set(SDROP_RUNTIME_TARGET "${SDROP_TARGET_BASE}-cuda-opencl")
 
 # The runtime validates every argument before a kernel runs, so the kernels carry no
-# asserts and no bounds queries; strict_float keeps x*0 and x*s exactly as SPEC §3 says.
+# asserts and no bounds queries; strict_float keeps x*0 and x*s exactly as docs/rng.md#exactness
+# says.
 set(SDROP_KERNEL_FEATURES "no_asserts-no_bounds_query-strict_float")
 
 # (op, shape) pairs and dtypes. apply_mask and mask run on the elementwise shape only.

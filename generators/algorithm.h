@@ -1,6 +1,7 @@
-// The math of sdrop, written once: the Philox4x32-10 draw behind the mask (SPEC §2) and the
-// keep/scale/zero arithmetic (SPEC §3). Every generator, schedule, dtype and target builds
-// its pipeline from these functions; nothing here knows about loops or hardware.
+// The math of sdrop, written once: the Philox4x32-10 draw behind the mask (docs/rng.md#mask-bits)
+// and the keep/scale/zero arithmetic (docs/rng.md#values-and-scaling). Every generator,
+// schedule, dtype and target builds its pipeline from these functions; nothing here knows about
+// loops or hardware.
 #pragma once
 
 #include "Halide.h"
@@ -56,7 +57,7 @@ inline Expr philox4x32_10(Expr c0, Expr c1, Expr c2, Expr c3, Expr k0, Expr k1,
   return e;
 }
 
-// The uniform 32-bit draw u for mask index m (SPEC §2): key = seed, counter =
+// The uniform 32-bit draw u for mask index m (docs/rng.md#mask-bits): key = seed, counter =
 // (m >> 2, offset), word m & 3 of the block. m is a signed 64-bit index (always >= 0).
 // Word `lane` (0..3) of Philox block `block` (= m >> 2): the draw of mask index 4*block + lane.
 inline Expr philox_block_word(Expr block, Expr lane, Expr seed, Expr offset) {
@@ -184,7 +185,8 @@ inline Expr from_compute(DType t, Expr v, bool hw_f16) {
   return Expr();
 }
 
-// SPEC §3: kept -> x * s; dropped -> +0.0, or x * 0 with SDROP_FLAG_MULTIPLY (PyTorch).
+// docs/rng.md#values-and-scaling: kept -> x * s; dropped -> +0.0, or x * 0 with
+// SDROP_FLAG_MULTIPLY (PyTorch).
 // `scale` is s in the compute type (float, or double for f64), rounded on the host.
 // strict_float keeps the simplifier and LLVM from folding x * 0 or contracting anything.
 inline Expr kept_value(DType t, Expr x, Expr scale, bool hw_f16) {

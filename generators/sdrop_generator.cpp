@@ -189,7 +189,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
   void schedule() {
     if (using_autoscheduler()) {
       // bench/autosched compares Halide's autoschedulers with the hand schedule below;
-      // they plan for the SPEC section 7 large tensor (32x64x112x112 float32).
+      // they plan for the large tensor of docs/performance.md (32x64x112x112 float32).
       set_estimates();
       return;
     }

@@ -1,4 +1,4 @@
-// Small entry points of the C ABI (SPEC section 4 and sdrop.h).
+// Small entry points of the C ABI (docs/c-api.md and sdrop.h).
 #include <gtest/gtest.h>
 
 #include <cstdio>

@@ -1,4 +1,4 @@
-// SPEC section 5: every refusal returns the right status, leaves a message naming the argument
+// docs/refusals.md: every refusal returns the right status, leaves a message naming the argument
 // (and the value where there is one), and writes NOTHING: every byte of every buffer is checked.
 #include <gtest/gtest.h>
 
@@ -297,8 +297,8 @@ TEST_F(Refusal, NegativeExtents) {
 }
 
 TEST_F(Refusal, LanesOtherThanOne) {
-  // SPEC 5 lists lanes != 1 among the refusals; a vector dtype is also arguably "valid DLPack
-  // but unsupported", so either refusal status is accepted here. The rest must hold.
+  // docs/refusals.md lists lanes != 1 among the refusals; a vector dtype is also arguably
+  // "valid DLPack but unsupported", so either refusal status is accepted here. The rest must hold.
   for (int kind : {kForward, kBackward, kApplyMask}) {
     Reset();
     x.dtype = y.dtype = DLDataType{kDLFloat, 32, 4};

@@ -1,4 +1,5 @@
-// sdrop_forward / sdrop_backward: bit-exact against the scalar reference (SPEC sections 1-3, 5).
+// sdrop_forward / sdrop_backward: bit-exact against the scalar reference (docs/semantics.md,
+// docs/rng.md, docs/refusals.md#accepted).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -42,7 +43,8 @@ TEST_P(Forward, EveryRankFrom0To8WithManyMaskAxes) {
   }
 }
 
-// Spatial dropout of SPEC section 1 in both layouts, with sizes that exercise vector loops and tails.
+// Spatial dropout in both layouts (docs/semantics.md#layouts), with sizes that exercise vector
+// loops and tails.
 TEST_P(Forward, SpatialDropoutBothLayouts) {
   const std::vector<std::vector<int64_t>> shapes = {
       {2, 3},       {2, 3, 37},      {4, 16, 8, 8},  {2, 5, 3, 7, 9},
@@ -156,7 +158,8 @@ TEST_P(Forward, InPlace) {
       }
 }
 
-// SPEC 5: in place means same addresses; an extent-1 axis may carry any stride.
+// In place means same addresses; an extent-1 axis may carry any stride
+// (docs/semantics.md#in-place).
 TEST_P(Forward, InPlaceWithStridesDifferingOnlyOnExtentOneAxes) {
   const std::vector<int64_t> shape{2, 1, 3, 1, 4};
   const std::vector<int64_t> x_strides = Compact(shape);
@@ -167,8 +170,8 @@ TEST_P(Forward, InPlaceWithStridesDifferingOnlyOnExtentOneAxes) {
       .x_strides(x_strides).inplace_y_strides(y_strides).Test();
 }
 
-// SPEC 5: overlap means two distinct indices reach one address; an extent-1 axis may carry any
-// stride, zero included, on the output too.
+// Overlap means two distinct indices reach one address (docs/refusals.md#overlap-decided-exactly);
+// an extent-1 axis may carry any stride, zero included, on the output too.
 TEST_P(Forward, OutputStridesOnExtentOneAxesAreFree) {
   const std::vector<int64_t> shape{2, 1, 3, 1, 4};
   for (const auto& ys : std::vector<std::vector<int64_t>>{{12, 0, 4, 0, 1}, {1, -5, 2, 99, 6}}) {
@@ -188,7 +191,7 @@ TEST_P(Forward, EmptyTensorsAreOkAndWriteNothing) {
     }
 }
 
-// SPEC 5: zero strides are allowed on inputs (a broadcast x).
+// docs/refusals.md#accepted: zero strides are allowed on inputs (a broadcast x).
 TEST_P(Forward, BroadcastInputWithZeroStrides) {
   const std::vector<int64_t> shape{3, 4, 5, 6};
   std::mt19937_64 rng(19);
@@ -249,7 +252,7 @@ TEST_P(Forward, RandomConfigurations) {
   }
 }
 
-// ---- Statements of SPEC section 3 that do not need the reference -------------------------------
+// ---- Statements of docs/rng.md#values-and-scaling that need no reference ----------------------
 
 TEST(ForwardValues, PZeroIsAnExactCopy) {
   std::vector<float> x = {1.5f, -0.0f, 1e-45f, -3e38f, std::numeric_limits<float>::infinity(), 7.0f};
@@ -282,9 +285,9 @@ TEST(ForwardValues, MultiplyFlagGivesXTimesZero) {
   EXPECT_EQ(sdrop_ref::F32ToBits(y[4]), 0x80000000u);
 }
 
-// SPEC section 3, known answers: with SDROP_FLAG_SCALE_IN_DTYPE a 16-bit tensor is scaled by
-// s rounded to its dtype (PyTorch's noise tensor); without, by the float32 s. bfloat16,
-// p = 0.1: s = 1.1111112f, in bfloat16 1.109375; x = 1.75 gives 1.9453125 (0x3FF9) or
+// Known answers (docs/rng.md#values-and-scaling): with SDROP_FLAG_SCALE_IN_DTYPE a 16-bit tensor
+// is scaled by s rounded to its dtype (PyTorch's noise tensor); without, by the float32 s.
+// bfloat16, p = 0.1: s = 1.1111112f, in bfloat16 1.109375; x = 1.75 gives 1.9453125 (0x3FF9) or
 // 1.94140625 -> 1.9375 (0x3FF8). float16: s -> 1.111328125; x = 1.75 (0x3F00)
 // gives 0x3FC7 or 0x3FC8. float32 and float64 are unaffected.
 TEST(ForwardValues, ScaleInDtypeRoundsTheScaleToTheDtypeFirst) {
@@ -319,7 +322,8 @@ TEST(ForwardValues, ScalarRankZero) {
   }
 }
 
-// Every channel is either all +0 or all x*s (SPEC 6), read straight off the output.
+// Every channel is either all +0 or all x*s (docs/testing.md#statistics), read straight off the
+// output.
 TEST(ForwardValues, EveryChannelIsAllZeroOrAllScaled) {
   const int64_t N = 8, C = 64, H = 9, W = 11;
   std::mt19937 rng(3);

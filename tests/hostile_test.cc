@@ -1,8 +1,8 @@
-// SPEC sections 4-5 against hostile descriptors: strides of magnitude 2^63, element counts
+// docs/refusals.md#hostile-descriptors: strides of magnitude 2^63, element counts
 // whose product wraps, byte offsets near 2^64, a caller that traps floating-point
 // exceptions, valid DLPack dtypes and devices sdrop lacks, and output layouts whose strides
 // interleave. Each is refused with the right status, a message naming the argument, and
-// nothing written; or, where SPEC accepts it, computed exactly.
+// nothing written; or, where the contract accepts it, computed exactly.
 #include <fenv.h>
 #include <gtest/gtest.h>
 #include <xmmintrin.h>

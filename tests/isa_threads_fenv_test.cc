@@ -1,5 +1,6 @@
 // The mask and the values are the same for every CPU ISA variant, every thread count and every
-// caller floating-point environment (SPEC sections 2, 3, 5, 6).
+// caller floating-point environment (docs/rng.md, docs/testing.md#statistics and
+// docs/refusals.md#the-callers-floating-point-environment).
 #include <gtest/gtest.h>
 
 #include <cfenv>

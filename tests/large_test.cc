@@ -1,7 +1,8 @@
-// SPEC section 5: extents of 2^31 elements and more. In place float16 over 2,202,024,300 elements
-// (2^31 + 54,540,652; 4.1 GiB), checked against the reference on the fly, streaming, on every
-// core. Registered with the ctest label "large"; it runs by default (about 4.5 GiB of memory and
-// well under two minutes on two cores) and skips itself when the memory is not there.
+// Extents of 2^31 elements and more (docs/refusals.md#accepted). In place float16 over
+// 2,202,024,300 elements (2^31 + 54,540,652; 4.1 GiB), checked against the reference on the
+// fly, streaming, on every core. Registered with the ctest label "large"; it runs by default
+// (about 4.5 GiB of memory and well under two minutes on two cores) and skips itself when the
+// memory is not there.
 #include <gtest/gtest.h>
 
 #include <algorithm>

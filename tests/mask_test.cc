@@ -1,4 +1,5 @@
-// sdrop_mask, sdrop_apply_mask, and the invariance of the mask (SPEC sections 1, 2, 4, 5).
+// sdrop_mask, sdrop_apply_mask, and the invariance of the mask (docs/semantics.md,
+// docs/rng.md#mask-bits, docs/c-api.md, docs/refusals.md).
 #include <gtest/gtest.h>
 
 #include <cstring>

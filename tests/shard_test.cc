@@ -1,7 +1,7 @@
-// SPEC section 8: a call on a shard of a logical tensor X (its origin in X and X's extents)
-// computes exactly the matching slice of what the call on the whole of X computes, however X
-// is split; different shards draw different masks; a description that contradicts the shape
-// is refused with nothing written.
+// docs/semantics.md#shards: a call on a shard of a logical tensor X (its origin in X and X's
+// extents) computes exactly the matching slice of what the call on the whole of X computes,
+// however X is split; different shards draw different masks; a description that contradicts
+// the shape is refused with nothing written.
 #include <gtest/gtest.h>
 
 #include <climits>
@@ -69,7 +69,7 @@ TEST(Spec8Shard, EveryShardIsTheSliceOfTheWholeOutput) {
         const sdrop_shard shard{origin.data(), L.data()};
         ASSERT_EQ(sdrop_forward_sharded(&prm, &shard, &xs, &yst), SDROP_OK) << sdrop_last_error();
         EXPECT_EQ(Bits(yst), Bits(Y.view(origin, extent)));
-        // The reference, written from SPEC 8, agrees.
+        // The reference, written from the shard rules, agrees.
         Dense ref(extent);
         DLTensor rt = ref.tensor();
         sdrop_ref::ForwardShard(prm, sdrop_ref::Shard{origin, L}, xs, rt);

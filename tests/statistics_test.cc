@@ -1,4 +1,5 @@
-// SPEC section 6: statistics of the mask, over many (seed, offset) pairs and large masks.
+// Statistics of the mask (docs/testing.md#statistics), over many (seed, offset) pairs and large
+// masks.
 //
 // Bounds: the kept count K of M draws is within 5 sigma of its mean; the Pearson correlation phi
 // of two 0/1 keep sequences of length M satisfies |phi| * sqrt(M) < 5; the chi-square statistic

@@ -2,13 +2,13 @@
 //
 //   sdrop_autosched_bench [--threads=N] [Google Benchmark flags]
 //
-// Every schedule runs the same canonical call the library makes for the SPEC section 7
+// Every schedule runs the same canonical call the library makes for the docs/performance.md
 // large tensor (32x64x112x112 float32, default mode): "rows" is NCHW (H*W elements per
 // row, N*C rows), "channels_last" is NHWC (C innermost, H*W, then N). The kernels are
 // called directly on halide_buffer_t; "library" is sdrop_forward through the C ABI on the
 // same memory (validation, planning and ISA dispatch included). Reported: effective GB/s
-// (2 * numel * 4 bytes, SPEC section 7) and, in the label, the time relative to the hand
-// schedule measured in the same run.
+// (2 * numel * 4 bytes, docs/performance.md) and, in the label, the time relative to the
+// hand schedule measured in the same run.
 #include <benchmark/benchmark.h>
 #include <sdrop/sdrop.h>
 

@@ -1,4 +1,4 @@
-"""Turns sdrop_bench's Google Benchmark JSON into the SPEC section 7 report.
+"""Turns sdrop_bench's Google Benchmark JSON into the report of docs/performance.md.
 
     report.py BENCH_JSON [--out DIR] [--cmd CMDLINE] [--no-plot]
 

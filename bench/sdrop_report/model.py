@@ -1,5 +1,5 @@
-"""Lookups over a BenchRun: the median time of a case, the SPEC section 7 limits, the bytes a
-call moves, the ratios, and the rows of each table in their order."""
+"""Lookups over a BenchRun: the median time of a case, the limits of docs/performance.md, the
+bytes a call moves, the ratios, and the rows of each table in their order."""
 from typing import List, Optional, Tuple
 
 from .parse import REF_WIDTH, WIDTH, BenchRun, Dropout, Reference, Result, Size
@@ -72,7 +72,7 @@ class Model:
         return self.t(Reference("cpu", kind, REF_DTYPE.get(dtype, dtype), size))
 
     def limit(self, dtype, size, p, mode, place) -> Tuple[str, Optional[float]]:
-        """(name, seconds) of the SPEC section 7 limit for an sdrop case."""
+        """(name, seconds) of the limit (docs/performance.md#mixed-limit) for an sdrop case."""
         if place == "inplace":
             return "scale in place", self.ref("scale_inplace", dtype, size)
         ts = self.ref("scale", dtype, size)

@@ -107,7 +107,7 @@ def flags(nan_propagate: bool = False, scale_in_dtype: bool = False) -> int:
 
 
 def _shard(shard):
-    """(origin, logical_shape) or None: see SPEC section 8 / docs/semantics.md."""
+    """(origin, logical_shape) or None: see docs/semantics.md#shards."""
     if shard is None:
         return None, None
     origin, logical = shard
@@ -162,7 +162,7 @@ def spatial_dropout(x, p, *, seed, offset=0, layout="channels_first", mask_axes=
     array like x is returned. nan_propagate=True: dropped elements are x*0 (PyTorch) instead
     of exact +0.0. scale_in_dtype=True: float16/bfloat16 scale by 1/(1-p) rounded to the
     dtype (PyTorch). shard=(origin, logical_shape): x is that slice of a larger tensor and
-    draws its mask (SPEC section 8).
+    draws its mask (docs/semantics.md#shards).
 
     A PyTorch tensor goes through sdrop's PyTorch operator (differentiable)."""
     if _is_torch(x):

@@ -134,7 +134,7 @@ def spatial_dropout(x: torch.Tensor, p: float, *, seed: Optional[int] = None,
     seed=None draws (seed, offset) from torch's default generator of x's device.
     nan_propagate/scale_in_dtype default to PyTorch's arithmetic; both False is Keras/TF's
     (dropped elements exactly +0.0). shard=(origin, logical_shape): x is that slice of a
-    larger logical tensor (SPEC section 8). Differentiable."""
+    larger logical tensor (docs/semantics.md#shards). Differentiable."""
     if out is not None:
         raise TypeError("out= is for NumPy arrays; a torch tensor gets a new tensor (or inplace=True)")
     p = _check_p(p)

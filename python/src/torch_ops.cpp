@@ -148,8 +148,8 @@ T apply_mask_meta(const T& x, const T&, double, int64_t, int64_t) { return at::e
 }  // namespace sdrop_torch
 
 TORCH_LIBRARY(sdrop, m) {
-  // seed, offset: int64 scalar CPU tensors. origin, logical_shape: SPEC section 8 (a shard of
-  // a larger logical tensor draws that tensor's mask).
+  // seed, offset: int64 scalar CPU tensors. origin, logical_shape: docs/semantics.md#shards
+  // (a shard of a larger logical tensor draws that tensor's mask).
   m.def("dropout(Tensor x, Tensor seed, Tensor offset, float p, int mask_axes, int flags, "
         "int[]? origin=None, int[]? logical_shape=None) -> Tensor");
   m.def("dropout_(Tensor(a!) x, Tensor seed, Tensor offset, float p, int mask_axes, int flags, "

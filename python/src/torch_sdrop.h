@@ -91,7 +91,7 @@ inline sdrop_params params_of(const at::Tensor& seed, const at::Tensor& offset, 
                       uint32_t(mask_axes), uint32_t(flags)};
 }
 
-// The shard description (SPEC section 8) of optional int[] arguments.
+// The shard description (docs/semantics.md#shards) of optional int[] arguments.
 struct Shard {
   std::vector<int64_t> origin, logical;
   sdrop_shard s{nullptr, nullptr};

@@ -7,7 +7,8 @@ DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 
 
 def same_bits(a, b):
-    """Equal bit for bit (any NaN equal to any NaN: SPEC lets a NaN's payload differ)."""
+    """Equal bit for bit (any NaN equal to any NaN: a NaN's payload may differ,
+    docs/rng.md#exactness)."""
     assert a.shape == b.shape and a.dtype == b.dtype, (a.shape, b.shape, a.dtype, b.dtype)
     a, b = a.detach().contiguous(), b.detach().contiguous()
     if a.dtype in _INT:

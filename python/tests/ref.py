@@ -1,4 +1,5 @@
-"""A small NumPy reference of SPEC sections 1-3 (Philox4x32-10 in uint64 arithmetic)."""
+"""A small NumPy reference of docs/semantics.md and docs/rng.md (Philox4x32-10 in uint64
+arithmetic)."""
 import numpy as np
 
 M32 = np.uint64(0xFFFFFFFF)

@@ -1,6 +1,7 @@
 """Data parallelism with torch.distributed (gloo, two processes on localhost, DDP): each rank
 runs its shard of the global batch; its output and its gradients equal the matching slice
-of one process running the whole batch (SPEC section 8), and the ranks draw different masks."""
+of one process running the whole batch (docs/semantics.md#shards), and the ranks draw
+different masks."""
 import os
 import socket
 import sys

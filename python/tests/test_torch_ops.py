@@ -1,4 +1,4 @@
-"""The PyTorch operators (torch.ops.sdrop.*): bit-for-bit PyTorch arithmetic, the SPEC masks,
+"""The PyTorch operators (torch.ops.sdrop.*): bit-for-bit PyTorch arithmetic, sdrop's masks,
 C++ autograd that saves nothing tensor-sized, in-place semantics, Meta kernels, refusals."""
 import numpy as np
 import pytest

@@ -327,7 +327,7 @@ bool p_valid(double p) {
   return b <= 0x3FF0000000000000ull || b == 0x8000000000000000ull;
 }
 
-// The shard rules (SPEC 8) for a tensor of this shape.
+// The shard rules (docs/semantics.md#shards) for a tensor of this shape.
 bool shard_ok(const DLTensor& t, uint32_t axes, const int64_t* origin, const int64_t* logical) {
   i128 noise = 1;
   bool zero = false;

@@ -1,7 +1,7 @@
 // The GPU suite, written once and run on every backend variant of the binary (Backends(): the
 // OpenCL device, CUDA on a created stream and on the legacy default stream). Every result is
 // compared bit for bit with the same call on CPU tensors and, for all but the largest tensors,
-// with the scalar SPEC reference (gpu_tester.h); refusals return the right status, name the
+// with the scalar reference (gpu_tester.h); refusals return the right status, name the
 // argument and write nothing. A backend that cannot run here skips with the reason.
 #include <gtest/gtest.h>
 
@@ -90,7 +90,7 @@ std::vector<StrideCase> StrideCases(const std::vector<int64_t>& shape) {
                Strides(shape, Identity(4), {}, 0x2u)});
   v.push_back({"x_negative_transposed_gaps", Strides(shape, {3, 1, 0, 2}, {1, 2, 1, 2}, 0x5u),
                Strides(shape, {2, 0, 3, 1}, {}, 0x8u)});
-  // Zero strides are allowed on inputs (SPEC section 5): x broadcast along H and W.
+  // Zero strides are allowed on inputs (docs/refusals.md#accepted): x broadcast along H and W.
   v.push_back({"x_zero_strides_broadcast", {3, 1, 0, 0}, compact});
   return v;
 }
@@ -209,7 +209,8 @@ TEST_P(GpuDtype, EveryRankAndNoiseShape) {
     }
 }
 
-// SPEC section 5 accepts ranks up to 8: the runtime loops over the axes the kernels lack.
+// Ranks up to 8 are accepted (docs/refusals.md#accepted): the runtime loops over the axes the
+// kernels lack.
 TEST_P(GpuDtype, Ranks6To8) {
   std::mt19937_64 rng(111);
   for (int i = 0; i < 24 && !Stop(); ++i) {
@@ -264,7 +265,8 @@ TEST_P(GpuDtype, NullStrides) {
   Case().shape({2, 9, 13, 3}).null_strides(true).mask_axes(0x9u).p(0.5).Run();
 }
 
-// Drop probabilities at the edges of the threshold T = nearbyint((1 - p) 2^32) (SPEC section 2):
+// Drop probabilities at the edges of the threshold T = nearbyint((1 - p) 2^32)
+// (docs/rng.md#threshold):
 // tiny p (keep all or nearly all), the half-way cases, p just below 1 (keep none, huge scale).
 TEST_P(GpuDtype, ThresholdEdges) {
   const double two32 = 4294967296.0;

@@ -1,4 +1,4 @@
-// The GPU backends' test harness (SPEC section 4, sdrop.h "GPU backends"), written once for
+// The GPU backends' test harness (docs/c-api.md#gpu-backends), written once for
 // every backend. A backend (OpenCL, CUDA) implements Backend: device buffers, its queue or
 // stream, its handles. A call is described with the builder the CPU tests use
 // (dropout_tester.h: CallBuilder); its host buffers are built exactly as there (guard bytes
@@ -7,9 +7,9 @@
 //   - on the device (DLTensor.data = the device handle, byte_offset = the tensor's offset in it,
 //     or on CUDA the offset carried in the pointer),
 //   - on the CPU through the same library (kDLCPU tensors over copies of the host bytes),
-//   - through the scalar SPEC reference (tests/reference), for all but the largest tensors.
+//   - through the scalar reference (tests/reference), for all but the largest tensors.
 // The device's whole output buffer is read back and compared with the CPU's: elements bit for
-// bit (SPEC section 3: a NaN may only change its payload), every other byte untouched; the
+// bit (docs/rng.md#exactness: a NaN may only change its payload), every other byte untouched; the
 // device's input buffers must come back unchanged.
 //
 // gpu_suite.cc holds the tests every backend runs; each backend's file defines Backends() (the

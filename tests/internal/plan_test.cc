@@ -1,8 +1,8 @@
 // White-box tests of the runtime's canonicalisation (runtime/src/plan.*): whatever the shape,
 // strides, mask axes and limits, the kernel calls of a plan must visit every element of the
-// tensor exactly once, with the x offset, mask-tensor offset and mask index m that SPEC §1
-// gives that element. Small span/channel limits force the chunking paths that otherwise only
-// tensors of 2^31+ elements would reach.
+// tensor exactly once, with the x offset, mask-tensor offset and mask index m that
+// docs/semantics.md#noise-shape-and-mask-axes gives that element. Small span/channel limits
+// force the chunking paths that otherwise only tensors of 2^31+ elements would reach.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -23,7 +23,7 @@ struct Case {
 
 using Seen = std::map<int64_t, std::tuple<int64_t, int64_t, int64_t>>;  // y -> (x, k, m)
 
-// What SPEC says, element by element.
+// What docs/semantics.md says, element by element.
 Seen expected(const Case& c) {
   Seen out;
   const int n = int(c.shape.size());

@@ -13,7 +13,7 @@
 namespace sdrop_ref {
 namespace {
 
-// ---- Philox: the known answers of SPEC section 2 -------------------------------------------------
+// ---- Philox: the known answers (docs/rng.md#known-answers) ------------------------------------
 
 TEST(ReferencePhilox, KnownAnswerCounterZeroKeyZero) {
   const Counter out = Philox4x32_10(Counter{0, 0, 0, 0}, Key{0, 0});

@@ -1,4 +1,5 @@
-// Scalar reference for sdrop (see sdrop_reference.h). Written from SPEC.md only.
+// Scalar reference for sdrop (see sdrop_reference.h). Written from the contract only
+// (SPEC.md; in the repository docs/semantics.md and docs/rng.md).
 #include "reference/sdrop_reference.h"
 
 #include <cmath>
@@ -185,8 +186,9 @@ struct ValueRule {
 
   ValueRule(DType type, double p, uint32_t f)
       : t(type), s32(ScaleF32(p)), s64(ScaleF64(p)), flags(f) {
-    // SPEC section 3: with SDROP_FLAG_SCALE_IN_DTYPE the float32 s is first rounded to the
-    // 16-bit storage format (PyTorch's noise tensor holds 1/(1-p) in the input's dtype).
+    // docs/rng.md#values-and-scaling: with SDROP_FLAG_SCALE_IN_DTYPE the float32 s is first
+    // rounded to the 16-bit storage format (PyTorch's noise tensor holds 1/(1-p) in the
+    // input's dtype).
     if (flags & SDROP_FLAG_SCALE_IN_DTYPE) {
       if (t == DType::f16) s32 = F16ToF32(F32ToF16(s32));
       if (t == DType::bf16) s32 = BF16ToF32(F32ToBF16(s32));

@@ -1,4 +1,5 @@
-// A plain scalar reference for sdrop, written from SPEC.md sections 1-3 and nothing else.
+// A plain scalar reference for sdrop, written from the contract's semantics and RNG rules
+// (docs/semantics.md, docs/rng.md) and nothing else.
 //
 // Everything here is deliberately naive: one element at a time, integer bit manipulation for the
 // 16-bit float formats, no vectorization, no tricks. It is the oracle the tests compare the
@@ -22,7 +23,7 @@
 
 namespace sdrop_ref {
 
-// ---- SPEC section 2: Philox4x32-10 ------------------------------------------------------------
+// ---- Philox4x32-10 (docs/rng.md#philox4x32-10) -------------------------------------------------
 constexpr uint32_t kPhiloxM0 = 0xD2511F53u;
 constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
@@ -31,7 +32,7 @@ constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
 using Counter = std::array<uint32_t, 4>;
 using Key = std::array<uint32_t, 2>;
 
-// One Philox round as written in SPEC section 2 (without the key bump). Inline: the >2^31
+// One Philox round as written in docs/rng.md (without the key bump). Inline: the >2^31
 // element test draws half a billion blocks.
 inline Counter PhiloxRound(const Counter& c, const Key& k) {
   const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * c[0];  // (hi0, lo0)
@@ -71,7 +72,7 @@ uint64_t Threshold(double p);
 inline bool Keep(uint32_t u, uint64_t threshold) { return static_cast<uint64_t>(u) < threshold; }
 bool Keep(uint64_t seed, uint64_t offset, uint64_t m, double p);
 
-// ---- SPEC section 3: values ---------------------------------------------------------------------
+// ---- Values (docs/rng.md#values-and-scaling) ---------------------------------------------------
 // s = 1.0f / (float)(1.0 - p) for float32/float16/bfloat16; s = 1.0 / (1.0 - p) for float64.
 float ScaleF32(double p);
 double ScaleF64(double p);
@@ -88,7 +89,7 @@ double BitsToF64(uint64_t b);
 uint64_t F64ToBits(double d);
 
 using sdrop::DType;  // common/kernel_kinds.h (u8 is the mask's, never a value type here)
-// The four element types of SPEC section 5 (lanes must be 1); false for anything else.
+// The four element types of docs/semantics.md#values (lanes must be 1); false for anything else.
 bool DTypeFromDL(DLDataType dt, DType* out);
 DLDataType DTypeToDL(DType t);
 size_t DTypeSize(DType t);
@@ -144,8 +145,8 @@ void ApplyMask(const sdrop_params& params, const DLTensor& x, const DLTensor& ma
                const DLTensor& y);
 void Mask(const sdrop_params& params, const DLTensor& mask);
 
-// SPEC section 8: the tensor is the shard of a logical tensor starting at `origin`, whose
-// extents are `logical`; mask indices are the logical tensor's.
+// docs/semantics.md#shards: the tensor is the shard of a logical tensor starting at `origin`,
+// whose extents are `logical`; mask indices are the logical tensor's.
 struct Shard {
   std::vector<int64_t> origin, logical;
 };
