@@ -8,11 +8,11 @@ namespace sdrop {
 
 enum class Op { dropout, apply_mask, mask };
 
-// The canonical shapes of docs/architecture.md#canonical-shapes: rows (a mask bit per
+// The canonical shapes of docs/architecture.md#canonicalisation: rows (a mask bit per
 // contiguous row), channels_last (a bit per element of the innermost axis), elementwise.
 enum class Shape { rows = 0, channels_last = 1, elementwise = 2 };
 
-// The float types of docs/semantics.md#dtypes, then the mask's uint8 (only ever a mask).
+// The float types of docs/semantics.md#values, then the mask's uint8 (only ever a mask).
 enum class DType { f16, bf16, f32, f64, u8 };
 
 }  // namespace sdrop

@@ -1,3 +1,3 @@
 # Schedule knobs per kernel variant: SDROP_SCHEDULE_<isa>_<op>_<shape>_<dtype>.
 # Variants not listed use the generator's defaults (vector_factor=2 task_elems=65536
-# channel_block=512). Rewritten by the tuning sweep; hand edits are fine.
+# draws=block tail=predicate). Rewritten by the tuning sweep; hand edits are fine.

@@ -31,7 +31,7 @@ sdrop_status check_mask_axes(uint32_t mask_axes, const Tensor& t) {
   return SDROP_OK;
 }
 
-// An output's elements are distinct addresses (SPEC §5 "overlap"), decided exactly.
+// An output's elements are distinct addresses (docs/refusals.md#overlap-decided-exactly), decided exactly.
 sdrop_status check_output(const Tensor& y) {
   Overlap o = self_overlap(y);
   bool out_of_memory = false;

@@ -1,6 +1,6 @@
 // Where an element's keep bit comes from (docs/semantics.md): the row-major index m, in the
 // noise shape, of its position projected on the mask axes, m = m0 + sum(index[i] * ms[i]).
-// For a shard of a logical tensor (SPEC §8) the positions and the noise shape are those of
+// For a shard of a logical tensor (docs/semantics.md#shards) the positions and the noise shape are those of
 // the logical tensor.
 #pragma once
 

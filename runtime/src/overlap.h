@@ -23,7 +23,7 @@ Overlap self_overlap_by_enumeration(const Tensor& t, bool* out_of_memory);
 Overlap share_memory(const Tensor& a, const Tensor& b);
 
 // Same element addresses: same base, element size and shape, and the same stride on every
-// axis of extent > 1 (SPEC's "in place").
+// axis of extent > 1 (docs/semantics.md#in-place).
 bool exactly_in_place(const Tensor& a, const Tensor& b);
 
 // Exposed for tests: does some integer v with lo[k] <= v[k] <= hi[k] (k < n <= 16) satisfy

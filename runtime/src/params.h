@@ -1,5 +1,5 @@
 // sdrop_params checked, and turned into what the kernels take: the keep threshold T and the
-// scale s of SPEC sections 2-3, computed once on the host.
+// scale s (docs/rng.md#threshold, docs/rng.md#values-and-scaling), computed once on the host.
 #pragma once
 
 #include <cstdint>

@@ -5,7 +5,7 @@
  * an sdrop_status and leaves a message in sdrop_last_error() (thread-local). Tensors are DLPack
  * DLTensors, so NumPy, PyTorch, JAX and CuPy arrays cross it without copies.
  *
- * Semantics (see SPEC.md, sections 1-3):
+ * Semantics (docs/semantics.md, docs/rng.md):
  *   noise shape ns[i] = x.shape[i] if bit i of mask_axes is set, else 1;
  *   one Bernoulli(1 - p) draw per noise-shape element m (row-major linear index),
  *   keep[m] = philox4x32_10(seed, offset, m) < nearbyint((1 - p) * 2^32);
