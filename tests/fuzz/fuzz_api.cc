@@ -246,11 +246,16 @@ Model describe(const DLTensor* t, uint8_t* arena) {
     m.addr_ok = m.gpu = true;
     return m;
   }
+  // Each reach is below 2^126 in magnitude; the sums saturate at 2^100 (far past every
+  // limit below), so that 32 of them cannot overflow the model's own arithmetic.
+  const i128 cap = i128(1) << 100;
   i128 below = 0, above = 0;
   for (int i = 0; i < t->ndim; i++) {
     if (t->shape[i] <= 1) continue;
     const i128 reach = i128(t->shape[i] - 1) * m.strides[i];
-    (reach < 0 ? below : above) += reach < 0 ? -reach : reach;
+    i128& side = reach < 0 ? below : above;
+    const i128 mag = reach < 0 ? -reach : reach;
+    side = mag >= cap - side ? cap : side + mag;
   }
   const i128 lim = i128(1) << 60;
   const bool span_ok = below <= lim && above <= lim && (below + above + 1) * m.itemsize <= lim;

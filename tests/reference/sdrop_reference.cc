@@ -141,6 +141,7 @@ DLDataType DTypeToDL(DType t) {
     case DType::bf16: return DLDataType{kDLBfloat, 16, 1};
     case DType::f32: return DLDataType{kDLFloat, 32, 1};
     case DType::f64: return DLDataType{kDLFloat, 64, 1};
+    case DType::u8: return DLDataType{kDLUInt, 8, 1};  // the mask's
   }
   return DLDataType{kDLFloat, 32, 1};
 }
@@ -151,6 +152,7 @@ size_t DTypeSize(DType t) {
     case DType::bf16: return 2;
     case DType::f32: return 4;
     case DType::f64: return 8;
+    case DType::u8: return 1;
   }
   return 0;
 }
@@ -161,6 +163,7 @@ const char* DTypeName(DType t) {
     case DType::bf16: return "bfloat16";
     case DType::f32: return "float32";
     case DType::f64: return "float64";
+    case DType::u8: return "uint8";
   }
   return "?";
 }
@@ -171,6 +174,7 @@ bool IsNaN(DType t, uint64_t b) {
     case DType::bf16: return (b & 0x7FFFu) > 0x7F80u;
     case DType::f32: return (b & 0x7FFFFFFFu) > 0x7F800000u;
     case DType::f64: return (b & 0x7FFFFFFFFFFFFFFFull) > 0x7FF0000000000000ull;
+    case DType::u8: return false;
   }
   return false;
 }
@@ -201,6 +205,7 @@ struct ValueRule {
       case DType::f64: return F64ToBits(BitsToF64(x) * sd);
       case DType::f16: return F32ToF16(F16ToF32(static_cast<uint16_t>(x)) * s);
       case DType::bf16: return F32ToBF16(BF16ToF32(static_cast<uint16_t>(x)) * s);
+      case DType::u8: break;  // not a value dtype
     }
     return 0;
   }
