@@ -91,11 +91,13 @@ std::string case_name(const char* impl, const Case& c) {
   s += "/";
   s += pbuf;
   s += c.multiply ? "/mul" : "/zero";
-  s += c.inplace ? "/inplace" : "/oop";
+  s += c.inplace ? "/inplace" : c.fresh ? "/fresh" : "/oop";
   if (c.isa_name) {
     s += "/isa=";
     s += c.isa_name;
   }
+  if (c.threads) s += "/threads=" + std::to_string(c.threads);
+  if (c.verbose) s += "/verbose=" + std::to_string(c.verbose);
   return s;
 }
 

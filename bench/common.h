@@ -104,10 +104,14 @@ struct Case {
   bool backward = false;
   int isa = 0;            // 0: not forced; else an sdrop_cpu_isa value to cap at
   const char* isa_name = nullptr;
+  bool fresh = false;     // out of place into a new allocation per call, as libtorch does
+  int threads = 0;        // 0: config().threads; else sdrop's thread count for this case
+  int verbose = 0;        // SDROP_VERBOSE level during the case (its lines go to /dev/null)
   int64_t numel() const { return size->numel(); }
   int64_t bytes_moved() const { return 2 * numel() * dtype_size(dtype); }
 };
-// "<impl>/<op>/<dtype>/<layout>/<size>/p<p>/<mode>/<place>[/isa=<name>]"
+// "<impl>/<op>/<dtype>/<layout>/<size>/p<p>/<mode>/<oop|inplace|fresh>[/isa=<name>]
+//  [/threads=<n>][/verbose=<level>]"
 std::string case_name(const char* impl, const Case& c);
 
 // ---- buffers ----------------------------------------------------------------------------------
@@ -135,6 +139,7 @@ int ref_threads(size_t output_bytes);
 void ref_scale(void* b, const void* c, size_t bytes, int w, double q);  // b = q * c
 void ref_scale_inplace(void* b, size_t bytes, int w, double q);         // b = q * b
 void ref_zero(void* b, size_t bytes, int w);                            // b = 0
+void ref_memset(void* b, size_t bytes);  // b = 0 by glibc's memset (no read-for-ownership)
 void ref_ntcopy(void* b, const void* c, size_t bytes);                  // streaming stores
 const char* ref_ntcopy_isa();                                           // "avx" or "sse2"
 const char* ref_clone_isa();  // which target_clones variant the scale kernel resolves to

@@ -23,21 +23,27 @@
 //   sdrop_bench --benchmark_filter=^gpu/opencl/   sdrop vs an OpenCL copy kernel
 //
 // Benchmark names ("/"-separated, parsed by report.py):
-//   sdrop/<fwd|bwd>/<dtype>/<nchw|nhwc>/<size>/p<p>/<zero|mul>/<oop|inplace>[/isa=<isa>]
+//   sdrop/<fwd|bwd>/<dtype>/<nchw|nhwc>/<size>/p<p>/<zero|mul>/<oop|inplace|fresh>[/isa=<isa>]
+//        [/threads=<n>][/verbose=<level>]     fresh: a new output allocation per call
 //   torch/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/mul/<oop|inplace>
-//   ref/<scale|scale_inplace|zero|ntcopy|memcpy_1t>/<f32|f64|16bit>/<size>
+//   ref/<scale|scale_inplace|zero|memset|ntcopy|memcpy_1t>/<f32|f64|16bit>/<size>
 //   gpu/...: see gpu.h
 // Bytes processed: 2 * numel * sizeof(dtype) for dropout and the scales and copies, numel *
 // sizeof(dtype) for the zero fill.
 #include <benchmark/benchmark.h>
 #include <sdrop/sdrop.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "cases.h"
 #include "common.h"
 #include "gpu.h"
 #include "torch_peer.h"
@@ -51,26 +57,6 @@ const Config& config() { return g_config; }
 
 namespace {
 
-DLDataType dl_dtype(DType d) {
-  switch (d) {
-    case DType::f32: return DLDataType{kDLFloat, 32, 1};
-    case DType::f64: return DLDataType{kDLFloat, 64, 1};
-    case DType::f16: return DLDataType{kDLFloat, 16, 1};
-    default: return DLDataType{kDLBfloat, 16, 1};
-  }
-}
-
-const char* status_name(sdrop_status s) {
-  switch (s) {
-    case SDROP_OK: return "OK";
-    case SDROP_ERROR_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case SDROP_ERROR_UNSUPPORTED: return "UNSUPPORTED";
-    case SDROP_ERROR_BACKEND_UNAVAILABLE: return "BACKEND_UNAVAILABLE";
-    case SDROP_ERROR_OUT_OF_MEMORY: return "OUT_OF_MEMORY";
-    default: return "INTERNAL";
-  }
-}
-
 void apply_common(benchmark::internal::Benchmark* b) {
   const Config& cfg = config();
   b->UseRealTime()
@@ -82,6 +68,33 @@ void apply_common(benchmark::internal::Benchmark* b) {
 }
 
 // ---- sdrop ------------------------------------------------------------------------------------
+// Sends stderr to /dev/null while it lives: the verbose rows time the line being formatted and
+// written, not a terminal scrolling.
+class StderrToNull {
+ public:
+  StderrToNull() {
+    std::fflush(stderr);
+    saved_ = dup(2);
+    const int fd = open("/dev/null", O_WRONLY);
+    if (fd >= 0) {
+      dup2(fd, 2);
+      close(fd);
+    }
+  }
+  ~StderrToNull() {
+    std::fflush(stderr);
+    if (saved_ >= 0) {
+      dup2(saved_, 2);
+      close(saved_);
+    }
+  }
+  StderrToNull(const StderrToNull&) = delete;
+  StderrToNull& operator=(const StderrToNull&) = delete;
+
+ private:
+  int saved_ = -1;
+};
+
 void bm_sdrop(benchmark::State& st, const Case& c) {
   const int64_t numel = c.numel();
   const size_t bytes = size_t(numel) * dtype_size(c.dtype);
@@ -92,30 +105,8 @@ void bm_sdrop(benchmark::State& st, const Case& c) {
     copy_a_to_b(bytes);
     xdata = ydata;
   }
-  const Size& s = *c.size;
-  int64_t shape[4] = {s.n, s.c, s.h, s.w};
-  if (c.nhwc) {
-    shape[1] = s.h;
-    shape[2] = s.w;
-    shape[3] = s.c;
-  }
-  DLTensor x{};
-  x.data = xdata;
-  x.device = DLDevice{kDLCPU, 0};
-  x.ndim = 4;
-  x.dtype = dl_dtype(c.dtype);
-  x.shape = shape;
-  x.strides = nullptr;
-  x.byte_offset = 0;
-  DLTensor y = x;
-  y.data = ydata;
-
-  sdrop_params prm{};
-  prm.p = c.p;
-  prm.seed = 0x5d509ull;
-  prm.offset = 0;
-  prm.mask_axes = sdrop_spatial_axes(4, c.nhwc ? SDROP_CHANNELS_LAST : SDROP_CHANNELS_FIRST);
-  prm.flags = c.multiply ? SDROP_FLAG_MULTIPLY : 0u;
+  CaseCall call(c, DLDevice{kDLCPU, 0}, xdata, ydata);
+  sdrop_params& prm = call.prm;
 
   if (c.isa) {
     sdrop_status r = sdrop_set_max_cpu_isa(static_cast<sdrop_cpu_isa>(c.isa));
@@ -124,32 +115,51 @@ void bm_sdrop(benchmark::State& st, const Case& c) {
       return;
     }
   }
+  if (c.threads) sdrop_set_num_threads(c.threads);
   const std::string isa_used = sdrop_cpu_isa_name(sdrop_get_cpu_isa());
-  for (auto _ : st) {
-    ++prm.offset;  // a new mask every call, as in training
-    sdrop_status r =
-        c.backward ? sdrop_backward(&prm, &x, &y) : sdrop_forward(&prm, &x, &y);
-    if (r != SDROP_OK) {
-      st.SkipWithError((std::string(c.backward ? "sdrop_backward: " : "sdrop_forward: ") +
-                        status_name(r) + ": " + sdrop_last_error())
-                           .c_str());
-      break;
+  const int threads_used = sdrop_get_num_threads();
+  const size_t alloc_bytes = (bytes + 63) / 64 * 64;  // aligned_alloc wants a multiple
+  {
+    std::unique_ptr<StderrToNull> quiet;
+    if (c.verbose) {
+      quiet = std::make_unique<StderrToNull>();
+      sdrop_set_verbose(c.verbose);
     }
-    benchmark::DoNotOptimize(y.data);
-    benchmark::ClobberMemory();
+    for (auto _ : st) {
+      ++prm.offset;  // a new mask every call, as in training
+      // fresh: a new output every call, allocated and first-touched as libtorch's is.
+      void* out = c.fresh ? std::aligned_alloc(64, alloc_bytes) : nullptr;
+      if (c.fresh) call.y.data = out;
+      sdrop_status r = c.backward ? sdrop_backward(&prm, &call.x, &call.y)
+                                  : sdrop_forward(&prm, &call.x, &call.y);
+      benchmark::DoNotOptimize(call.y.data);
+      benchmark::ClobberMemory();
+      std::free(out);
+      if (r != SDROP_OK) {
+        if (c.verbose) sdrop_set_verbose(0);
+        quiet.reset();
+        st.SkipWithError((std::string(c.backward ? "sdrop_backward: " : "sdrop_forward: ") +
+                          sdrop_status_name(r) + ": " + sdrop_last_error())
+                             .c_str());
+        break;
+      }
+    }
+    if (c.verbose) sdrop_set_verbose(0);
   }
   if (c.isa) sdrop_set_max_cpu_isa(SDROP_CPU_ISA_ALL);
+  if (c.threads) sdrop_set_num_threads(config().threads);
   st.SetBytesProcessed(int64_t(st.iterations()) * c.bytes_moved());
-  st.SetLabel("isa=" + isa_used);
+  st.SetLabel("isa=" + isa_used + " threads=" + std::to_string(threads_used));
 }
 
 // ---- references -------------------------------------------------------------------------------
-enum class Ref { scale, scale_inplace, zero, ntcopy, memcpy_1t };
+enum class Ref { scale, scale_inplace, zero, memset, ntcopy, memcpy_1t };
 const char* ref_name(Ref r) {
   switch (r) {
     case Ref::scale: return "scale";
     case Ref::scale_inplace: return "scale_inplace";
     case Ref::zero: return "zero";
+    case Ref::memset: return "memset";
     case Ref::ntcopy: return "ntcopy";
     default: return "memcpy_1t";
   }
@@ -170,13 +180,14 @@ void bm_ref(benchmark::State& st, Ref r, const Size* size, int w) {
       case Ref::scale: ref_scale(b, a, bytes, w, q); break;
       case Ref::scale_inplace: ref_scale_inplace(b, bytes, w, (k++ & 1) ? 1.0 / q : q); break;
       case Ref::zero: ref_zero(b, bytes, w); break;
+      case Ref::memset: ref_memset(b, bytes); break;
       case Ref::ntcopy: ref_ntcopy(b, a, bytes); break;
       case Ref::memcpy_1t: std::memcpy(b, a, bytes); break;
     }
     benchmark::DoNotOptimize(b);
     benchmark::ClobberMemory();
   }
-  const int64_t moved = r == Ref::zero ? int64_t(bytes) : 2 * int64_t(bytes);
+  const int64_t moved = (r == Ref::zero || r == Ref::memset) ? int64_t(bytes) : 2 * int64_t(bytes);
   st.SetBytesProcessed(int64_t(st.iterations()) * moved);
   if (r == Ref::ntcopy)
     st.SetLabel(std::string("stream=") + ref_ntcopy_isa() +
@@ -208,7 +219,8 @@ void add_ref(Ref r, const Size* s, int w) {
 }
 
 void add_refs(const Size* s, int w) {
-  for (Ref r : {Ref::scale, Ref::scale_inplace, Ref::zero, Ref::ntcopy, Ref::memcpy_1t})
+  for (Ref r : {Ref::scale, Ref::scale_inplace, Ref::zero, Ref::memset, Ref::ntcopy,
+                Ref::memcpy_1t})
     add_ref(r, s, w);
 }
 
@@ -306,6 +318,35 @@ void register_all() {
           add_sdrop(c);
         }
       }
+    }
+    // Like for like with libtorch, which allocates (and so first-touches) its output on every
+    // call: sdrop into a fresh allocation per call, f32 NCHW default mode.
+    for (double p : ps) {
+      if (!full && !is_large && p != 0.5) continue;
+      Case c;
+      c.size = &size;
+      c.p = p;
+      c.fresh = true;
+      add_sdrop(c);
+    }
+    // One thread beside the default count where the data fits in cache: the parallel schedule
+    // must never be slower than a single thread.
+    if (std::strcmp(size.name, "cache") == 0 && config().threads > 1) {
+      for (int k = 0; k < 3; k++) {
+        Case c;
+        c.size = &size;
+        c.multiply = k == 1;
+        c.inplace = k == 2;
+        c.threads = 1;
+        add_sdrop(c);
+      }
+    }
+    // What SDROP_VERBOSE=1 costs a tiny call when on (off is every other row).
+    if (std::strcmp(size.name, "tiny") == 0) {
+      Case c;
+      c.size = &size;
+      c.verbose = 1;
+      add_sdrop(c);
     }
     // libtorch dropout2d: out of place, in place, channels-first and channels-last input.
     for (DType d : dtypes) {

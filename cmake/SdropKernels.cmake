@@ -35,15 +35,35 @@ set(SDROP_CHANNEL_BLOCK 2048)
 # Calls whose output has at most this many bytes run on the calling thread (no thread pool).
 set(SDROP_SERIAL_BYTES 65536 CACHE STRING "Output bytes up to which a CPU call runs serially")
 
+# Exact-zero calls with more output bytes than this fill dropped rows without reading x (a
+# branch per vector in the rows kernel); smaller ones run the branch-free loop.
+set(SDROP_SKIP_DROPPED_BYTES 1048576 CACHE STRING
+    "Output bytes above which exact-zero rows calls skip reading dropped rows")
+
 # Per-variant schedule knobs (vector_factor=, task_elems=). The table is
 # written by the tuning sweep; entries it lacks get the generator's defaults.
 set(SDROP_SCHEDULE_TABLE "${PROJECT_SOURCE_DIR}/generators/schedule_table.cmake" CACHE FILEPATH
     "Schedule knobs per kernel variant (bench/tune.py writes candidates and winners)")
 include("${SDROP_SCHEDULE_TABLE}" OPTIONAL)
 
+# Another build tree's generators/ folder whose kernels this build links instead of generating
+# its own (same sources, same configuration): the sanitizer build of the test command takes the
+# release build's, since the generated code is not instrumented either way and generating the
+# kernels is most of a build's time.
+set(SDROP_KERNELS_FROM "" CACHE PATH "generators/ folder of a build of the same sources to take the kernels from")
+
 function(sdrop_add_kernels)
   set(runtime sdrop_halide_runtime)
-  add_halide_runtime(${runtime} TARGETS ${SDROP_RUNTIME_TARGET})
+  set(from "${SDROP_KERNELS_FROM}")
+  if (from)
+    if (NOT EXISTS "${from}/sdrop_kernels.h" OR NOT EXISTS "${from}/${runtime}.o")
+      message(FATAL_ERROR "SDROP_KERNELS_FROM=${from}: no kernels there (build that tree first)")
+    endif ()
+    message(STATUS "sdrop: kernels taken from ${from}")
+    add_custom_target(sdrop_kernels_imported)
+  else ()
+    add_halide_runtime(${runtime} TARGETS ${SDROP_RUNTIME_TARGET})
+  endif ()
 
   set(objects "")
   set(libs "")
@@ -68,13 +88,17 @@ function(sdrop_add_kernels)
         endif ()
         set(knobs "${SDROP_SCHEDULE_${isa}_${op}_${shape}_${dtype}}")
         separate_arguments(knobs UNIX_COMMAND "${knobs}")
-        add_halide_library(${name} FROM sdrop_generators GENERATOR sdrop
-                           TARGETS "${SDROP_TARGET_${isa}}-${SDROP_KERNEL_FEATURES}"
-                           USE_RUNTIME ${runtime}
-                           PARAMS ${params} ${knobs}
-                           STMT stmt_${name})
-        list(APPEND libs ${name})
-        list(APPEND objects "${CMAKE_CURRENT_BINARY_DIR}/${name}.o")
+        if (from)
+          list(APPEND objects "${from}/${name}.o")
+        else ()
+          add_halide_library(${name} FROM sdrop_generators GENERATOR sdrop
+                             TARGETS "${SDROP_TARGET_${isa}}-${SDROP_KERNEL_FEATURES}"
+                             USE_RUNTIME ${runtime}
+                             PARAMS ${params} ${knobs}
+                             STMT stmt_${name})
+          list(APPEND libs ${name})
+          list(APPEND objects "${CMAKE_CURRENT_BINARY_DIR}/${name}.o")
+        endif ()
         string(APPEND includes "#include \"${name}.h\"\n")
         if (isa IN_LIST SDROP_GPU_BACKENDS)
           string(APPEND gpu_xmacro "  X(${op}, ${shape}, ${dtype}, ${isa}) \\\n")
@@ -103,11 +127,19 @@ function(sdrop_add_kernels)
 #pragma once
 #define SDROP_CHANNEL_BLOCK @SDROP_CHANNEL_BLOCK@
 #define SDROP_SERIAL_BYTES @SDROP_SERIAL_BYTES@
+#define SDROP_SKIP_DROPPED_BYTES @SDROP_SKIP_DROPPED_BYTES@
 " @ONLY)
 
   add_library(sdrop_kernels INTERFACE)
-  target_link_libraries(sdrop_kernels INTERFACE ${libs})
   target_include_directories(sdrop_kernels INTERFACE "${CMAKE_CURRENT_BINARY_DIR}")
-  set(SDROP_KERNEL_OBJECTS ${objects} "${CMAKE_CURRENT_BINARY_DIR}/${runtime}.o" PARENT_SCOPE)
-  set(SDROP_KERNEL_LIBS ${libs} ${runtime} PARENT_SCOPE)
+  if (from)
+    # The kernels' headers (after this build's own sdrop_kernels.h and sdrop_config.h).
+    target_include_directories(sdrop_kernels INTERFACE "${from}")
+    set(SDROP_KERNEL_OBJECTS ${objects} "${from}/${runtime}.o" PARENT_SCOPE)
+    set(SDROP_KERNEL_LIBS sdrop_kernels_imported PARENT_SCOPE)
+  else ()
+    target_link_libraries(sdrop_kernels INTERFACE ${libs})
+    set(SDROP_KERNEL_OBJECTS ${objects} "${CMAKE_CURRENT_BINARY_DIR}/${runtime}.o" PARENT_SCOPE)
+    set(SDROP_KERNEL_LIBS ${libs} ${runtime} PARENT_SCOPE)
+  endif ()
 endfunction()

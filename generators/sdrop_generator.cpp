@@ -97,6 +97,11 @@ class SdropGenerator : public Generator<SdropGenerator> {
     // fits in a core's cache, where waking workers costs more than it saves). GPU kernels
     // take it too, for one signature, and ignore it.
     serial = add_input<bool>("serial");
+    // Dropout, CPU rows: dropped rows are filled without reading x, at the cost of a branch
+    // per vector (the runtime's choice for exact-zero calls too large for the cache, where
+    // the read of a dropped row costs more than the branch). Other shapes and GPU kernels
+    // take it for one signature: GPU rows never read dropped rows anyway.
+    if (op == Op::dropout) skip_dropped = add_input<bool>("skip_dropped");
     y = add_output<Buffer<>>(op == Op::mask ? "mask_out" : "y", out_type, dims);
   }
 
@@ -117,6 +122,8 @@ class SdropGenerator : public Generator<SdropGenerator> {
       keep = !*keep_none && (*mask_in)(d0, d1, d2) != 0;
     } else if (shape == Shape::rows) {
       keep = define_keep_along(keep_row, d1, {d1, d2}, mask_index(0, d1, d2), *ms1) != 0;
+      define_rows_cpu(out, keep);
+      return;
     } else if (shape == Shape::channels_last) {
       keep = define_keep_along(keep_cl, d0, {d0, d2}, mask_index(d0, 0, d2), *ms0) != 0;
     } else {
@@ -155,6 +162,24 @@ class SdropGenerator : public Generator<SdropGenerator> {
     at.insert(at.begin(), jv & 3);
     keep(args) = select(blocked(), keep_run(at), direct);
     return keep(args);
+  }
+
+  // CPU rows: an update over (kind, row) whose RDom::where leaves, per row, the loop of its
+  // kind only (1 = kept: x*s; 0 = dropped: zeros, x never loaded) when skip_dropped; without
+  // it only kind 1 runs, the branch-free select(keep, x*s, dropped) of every other shape.
+  // Either way each element is written once, so in place is safe.
+  void define_rows_cpu(Func out, Expr keep) {
+    const auto& yb = out.output_buffer();
+    rows = RDom(0, 2, yb.dim(1).min(), yb.dim(1).extent(), yb.dim(2).min(), yb.dim(2).extent(),
+                "rows");
+    const Expr keep_r = substitute({{d1.name(), rows.y}, {d2.name(), rows.z}}, keep);
+    rows.where(rows.x == select(*skip_dropped, select(keep_r, 1, 0), 1));
+    const Expr xv = (*x)(d0, rows.y, rows.z);
+    const Expr zero = Internal::make_zero(storage_type(dtype, hw_f16()));
+    out(d0, d1, d2) = undef((*y).type());
+    out(d0, rows.y, rows.z) = select(*skip_dropped,
+                                     select(rows.x == 1, kept_value(dtype, xv, scale(), hw_f16()), zero),
+                                     value(xv, keep_r));
   }
 
   // The mask-index step along the drawn dimension (d1 for rows, d0 otherwise).
@@ -223,7 +248,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
   GeneratorInput<int64_t> *mbase = nullptr, *ms0 = nullptr, *ms1 = nullptr, *ms2 = nullptr;
   GeneratorInput<uint32_t> *threshold = nullptr;
   GeneratorInput<bool> *keep_all = nullptr, *keep_none = nullptr, *multiply = nullptr;
-  GeneratorInput<bool> *serial = nullptr;
+  GeneratorInput<bool> *serial = nullptr, *skip_dropped = nullptr;
   GeneratorInput<float> *scale_f32 = nullptr;
   GeneratorInput<double> *scale_f64 = nullptr;
   GeneratorOutput<Buffer<>> *y = nullptr;
@@ -314,22 +339,27 @@ class SdropGenerator : public Generator<SdropGenerator> {
 
   void schedule_rows(Func out, int vec, Expr dense) {
     // Tasks of up to kMaxRowsPerTask rows of one d2 slice; within a task, the rows' keep
-    // bits first, then row by row a vector loop that selects x*s or the dropped value.
+    // bits first, then row by row the vector loop of the row's kind (define_rows_cpu).
     const Expr row_len = max(1, (*x).dim(0).extent());
     const Expr rows_per_task = clamp(task_elems / row_len, 1, kMaxRowsPerTask);
-    Var r1o("r1o"), r1i("r1i"), task("task");
-    Stage s = out;
-    s.split(d1, r1o, r1i, rows_per_task, TailStrategy::GuardWithIf).fuse(r1o, d2, task);
+    RVar r1o("r1o"), r1i("r1i"), task("task");
+    Stage s = out.update(0);
+    s.split(rows.y, r1o, r1i, rows_per_task, TailStrategy::GuardWithIf)
+        .fuse(r1o, rows.z, task)
+        .reorder(d0, rows.x, r1i, task)
+        .unroll(rows.x);
     schedule_keep(out, task, keep_row, d1, kMaxRowsPerTask);
-    specialize_cpu(s, task, [&](Stage t) { t.specialize(dense).vectorize(d0, vec, tail_strategy()); });
+    auto rows_loop = [&](Stage t) { t.specialize(dense).vectorize(d0, vec, tail_strategy()); };
+    specialize_cpu(s.specialize(*skip_dropped), task, rows_loop);
+    specialize_cpu(s, task, rows_loop);
   }
 
   // The drawn keep bits of a task, computed at its start into stack buffers: `keep` (u8 per
   // element of v) and, on the blocked path, `keep_run`, a run of mask indices drawn 4 at a
   // time: split by the Philox block and vectorized over its 4 words, whose one Philox does
   // not depend on the word, so it is computed once (as a scalar) for the 4 of them.
-  void schedule_keep(Func out, Var task, Func keep, Var v, int max_extent) {
-    keep.compute_at(out, task).store_in(MemoryType::Stack).bound_storage(v, max_extent);
+  void schedule_keep(Func out, VarOrRVar task, Func keep, Var v, int max_extent) {
+    keep.compute_at(LoopLevel(out, task)).store_in(MemoryType::Stack).bound_storage(v, max_extent);
     for (const Var& other : keep.args()) {
       if (other.name() != v.name()) keep.bound_storage(other, 1);
     }
@@ -349,7 +379,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
     // the 4 lanes become dense ones.
     Var bo("bo"), bi("bi");
     const int blocks = natural_vector_of(UInt(32));
-    keep_run.compute_at(out, task)
+    keep_run.compute_at(LoopLevel(out, task))
         .store_in(MemoryType::Stack)
         .bound_storage(lane, 4)
         .bound_storage(blk, max_extent / 4 + 4)
@@ -366,7 +396,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
   // (serial) or with `task` on the thread pool; `vectorize` gives each its vectorized
   // specializations.
   template <typename Fn>
-  void specialize_cpu(Stage s, Var task, Fn vectorize_dense) {
+  void specialize_cpu(Stage s, VarOrRVar task, Fn vectorize_dense) {
     // Exact-zero mode: the dropped value is a constant, not x * 0.
     auto vectorize = [&](Stage t) {
       if (multiply) vectorize_dense(t.specialize(!*multiply));

@@ -358,5 +358,27 @@ TEST(ForwardValues, EveryChannelIsAllZeroOrAllScaled) {
     }
 }
 
+// Exact-zero calls with more than SDROP_SKIP_DROPPED_BYTES (1 MiB) of output take the rows
+// kernels' other loop, which fills dropped rows without reading x: the same bits, dense,
+// strided, reversed and in place, in both modes (multiply always reads x).
+TEST_P(Forward, LargeRowsCallsThatSkipDroppedRows) {
+  const std::vector<int64_t> shape = {2, 64, 65, 65};  // > 1 MiB of output in every dtype
+  std::mt19937_64 rng(21);
+  for (double p : {0.1, 0.5, 0.9})
+    for (bool multiply : {false, true}) {
+      auto t = [&] {
+        DropoutTester d;
+        d.shape(shape).dtype(GetParam()).mask_axes(0x3).p(p).multiply(multiply).seed(rng())
+            .offset(rng()).rng_seed(rng());
+        return d;
+      };
+      t().Test();
+      t().inplace(true).Test();
+      t().x_strides({64 * 65 * 66, 65 * 66, 66, 1}).Test();           // padded rows
+      t().x_strides(Strides(shape, Identity(4), {}, 0xFu)).Test();    // every axis reversed
+      t().y_strides(Strides(shape, Identity(4), {1, 1, 1, 2})).Test();  // y not unit-stride
+    }
+}
+
 }  // namespace
 }  // namespace sdrop_test

@@ -127,11 +127,30 @@ TEST(Verbose, ForwardSaysWhatRan) {
   // Six (sample, channel) rows of 20 contiguous elements: one rows-kernel call.
   EXPECT_EQ(e.kv.at("canonical"), "rows");
   EXPECT_EQ(e.kv.at("calls"), "1");
+  EXPECT_EQ(e.kv.at("skip_dropped"), "0");  // 480 bytes: the branch-free loop
   EXPECT_EQ(e.kv.at("threads"), std::to_string(sdrop_get_num_threads()));
   EXPECT_GE(std::stod(e.kv.at("time_us")), 0.0);
   // The ISA variant named is the one the cap allows.
   const std::string isa = e.head[2].substr(4);
   EXPECT_TRUE(isa == "sse41" || isa == "avx2" || isa == "avx512") << isa;
+}
+
+// Past SDROP_SKIP_DROPPED_BYTES (1 MiB) of output, exact-zero rows calls skip reading dropped
+// rows; multiply mode reads them always (x * 0).
+TEST(Verbose, LargeExactZeroRowsCallsSkipDroppedRows) {
+  ScopedVerbose v(1);
+  std::vector<float> x(512 * 1024, 1.0f), y(512 * 1024);
+  HostTensor tx(x.data(), {1, 512, 32, 32}, kF32), ty(y.data(), {1, 512, 32, 32}, kF32);
+  for (bool multiply : {false, true}) {
+    sdrop_params p = Params(0x3);
+    p.flags = multiply ? SDROP_FLAG_MULTIPLY : 0u;
+    const std::vector<std::string> lines =
+        Lines(CaptureStderr([&] { ASSERT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_OK); }));
+    ASSERT_EQ(lines.size(), 1u);
+    const ExecLine e = ParseExec(lines[0]);
+    EXPECT_EQ(e.kv.at("canonical"), "rows");
+    EXPECT_EQ(e.kv.at("skip_dropped"), multiply ? "0" : "1") << lines[0];
+  }
 }
 
 TEST(Verbose, ChannelsLastAndVariantFollowTheCap) {

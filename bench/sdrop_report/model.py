@@ -5,11 +5,12 @@ from typing import List, Optional, Tuple
 from .parse import REF_WIDTH, WIDTH, BenchRun, Dropout, Reference, Result, Size
 
 PS = (0.1, 0.5, 0.9)           # the p of the targets and of the headline rows
-LARGE, TINY = "large", "tiny"  # the sizes the targets and headlines are about
+LARGE, CACHE, TINY = "large", "cache", "tiny"  # the sizes the targets and headlines are about
 ISAS = ("sse41", "avx2", "avx512")
 # The references run on widths, not dtypes: f16 and bf16 share the 16-bit one.
 REF_DTYPE = {"f32": "f32", "f16": "16bit", "bf16": "16bit", "f64": "f64"}
 DTYPES = list(WIDTH)
+PLACES = ["oop", "inplace", "fresh"]
 REF_WIDTHS = list(REF_WIDTH)
 
 
@@ -51,7 +52,7 @@ class Model:
         if isinstance(case, Dropout):
             return self.moved(case.size, WIDTH[case.dtype])
         w = REF_WIDTH.get(case.width, 4)
-        if case.device == "cpu" and case.kind == "zero":  # writes only
+        if case.device == "cpu" and case.kind in ("zero", "memset"):  # writes only
             n = self.numel(case.size)
             return None if n is None else n * w
         return self.moved(case.size, w)
@@ -61,8 +62,10 @@ class Model:
         r = self.results.get(case)
         return r.median if r else None
 
-    def sdrop(self, op, dtype, layout, size, p, mode, place, isa=None) -> Optional[float]:
-        return self.t(Dropout("cpu", "sdrop", op, dtype, layout, size, p, mode, place, isa))
+    def sdrop(self, op, dtype, layout, size, p, mode, place, isa=None, threads=None,
+              verbose=0) -> Optional[float]:
+        return self.t(Dropout("cpu", "sdrop", op, dtype, layout, size, p, mode, place, isa,
+                              threads, verbose))
 
     def torch(self, dtype, layout, size, p, place) -> Optional[float]:
         # dropout2d always multiplies and has no backward here.
@@ -75,6 +78,8 @@ class Model:
         """(name, seconds) of the limit (docs/performance.md#mixed-limit) for an sdrop case."""
         if place == "inplace":
             return "scale in place", self.ref("scale_inplace", dtype, size)
+        # fresh (a new output per call) has no reference of its own: it is set against
+        # libtorch's out-of-place call, which allocates too; its limit is the reused buffer's.
         ts = self.ref("scale", dtype, size)
         if mode == "mul":
             return "scale", ts
@@ -83,6 +88,11 @@ class Model:
             return "mixed", None
         # Default mode writes zeros for the dropped fraction p and scales the rest.
         return "mixed", (1 - p) * ts + p * tz
+
+    def memset_limit(self, dtype, size, p) -> Optional[float]:
+        """The mixed limit with glibc's memset as the zero fill (no read-for-ownership)."""
+        ts, tm = self.ref("scale", dtype, size), self.ref("memset", dtype, size)
+        return None if ts is None or tm is None else (1 - p) * ts + p * tm
 
     def scale_ref(self, dtype, size, place) -> Optional[float]:
         return self.ref("scale_inplace" if place == "inplace" else "scale", dtype, size)
@@ -117,7 +127,8 @@ class Model:
         def order(r):
             c = r.case
             return (c.op != "fwd", _index(DTYPES, c.dtype), self._size_index(c.size), c.layout,
-                    c.p, c.mode != "zero", c.place != "oop", c.isa or "")
+                    c.p, c.mode != "zero", _index(PLACES, c.place), c.isa or "",
+                    c.threads or 0, c.verbose)
 
         return sorted(rows, key=order)
 

@@ -1,9 +1,10 @@
 """Google Benchmark JSON from sdrop_bench -> named records.
 
 Benchmark names (see sdrop_bench.cpp and gpu.h):
-    sdrop/<fwd|bwd>/<dtype>/<nchw|nhwc>/<size>/p<p>/<zero|mul>/<oop|inplace>[/isa=<isa>]
+    sdrop/<fwd|bwd>/<dtype>/<nchw|nhwc>/<size>/p<p>/<zero|mul>/<oop|inplace|fresh>
+        [/isa=<isa>][/threads=<n>][/verbose=<level>]   (fresh: a new output per call)
     torch/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/mul/<oop|inplace>
-    ref/<scale|scale_inplace|zero|ntcopy|memcpy_1t>/<f32|f64|16bit>/<size>
+    ref/<scale|scale_inplace|zero|memset|ntcopy|memcpy_1t>/<f32|f64|16bit>/<size>
     gpu/<cuda|opencl>/sdrop/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/<zero|mul>/<oop|inplace>
     gpu/cuda/cudnn/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/mul/oop
     gpu/cuda/ref/memcpy_d2d/<f32|f64|16bit>/<size>
@@ -48,15 +49,17 @@ class Dropout:
     size: str
     p: float
     mode: str     # "zero" (sdrop's default, exact zeros) or "mul" (x·mask·scale)
-    place: str    # "oop" or "inplace"
+    place: str    # "oop", "inplace", or "fresh" (out of place into a new allocation per call)
     isa: Optional[str] = None  # the CPU ISA variant sdrop was capped at, when forced
+    threads: Optional[int] = None  # sdrop's thread count, when set apart from the run's
+    verbose: int = 0               # SDROP_VERBOSE level during the case
 
 
 @dataclass(frozen=True)
 class Reference:
     """One memory-bound reference: the STREAM-like CPU loops, or a GPU copy."""
     device: str   # "cpu", "cuda" or "opencl"
-    kind: str     # cpu: scale, scale_inplace, zero, ntcopy, memcpy_1t; memcpy_d2d; copy
+    kind: str     # cpu: scale, scale_inplace, zero, memset, ntcopy, memcpy_1t; memcpy_d2d; copy
     width: str    # "f32", "16bit" or "f64"
     size: str
 
@@ -96,11 +99,30 @@ def _p(tok: str) -> Optional[float]:
         return None
 
 
-def _dropout(device, impl, op, dt, layout, size, p, mode, place, isa=None) -> Optional[Dropout]:
+def _dropout(device, impl, op, dt, layout, size, p, mode, place, **tags) -> Optional[Dropout]:
     pv = _p(p)
     if dt not in WIDTH or pv is None:
         return None
-    return Dropout(device, impl, op, dt, layout, size, pv, mode, place, isa)
+    return Dropout(device, impl, op, dt, layout, size, pv, mode, place, **tags)
+
+
+def _tags(toks: List[str]) -> Optional[dict]:
+    """isa=, threads= and verbose= after a CPU dropout name, or None if one is unknown."""
+    out = {}
+    for tok in toks:
+        key, sep, val = tok.partition("=")
+        if not sep or key in out:
+            return None
+        if key == "isa":
+            out[key] = val
+        elif key in ("threads", "verbose"):
+            try:
+                out[key] = int(val)
+            except ValueError:
+                return None
+        else:
+            return None
+    return out
 
 
 def parse_name(run_name: str) -> Optional[Case]:
@@ -108,13 +130,11 @@ def parse_name(run_name: str) -> Optional[Case]:
     t = tokens(run_name)
     if not t:
         return None
-    if t[0] in ("sdrop", "torch") and len(t) in (8, 9):
-        isa = None
-        if len(t) == 9:
-            if not t[8].startswith("isa="):
-                return None
-            isa = t[8][len("isa="):]
-        return _dropout("cpu", *t[:8], isa=isa)
+    if t[0] in ("sdrop", "torch") and 8 <= len(t) <= 11:
+        tags = _tags(t[8:])
+        if tags is None:
+            return None
+        return _dropout("cpu", *t[:8], **tags)
     if t[0] == "ref" and len(t) == 4:
         return Reference("cpu", t[1], t[2], t[3])
     if t[0] == "gpu" and len(t) == 10 and t[2] in ("sdrop", "cudnn"):
@@ -150,7 +170,7 @@ def counted_bytes_per_element(case: Case) -> Optional[int]:
     w = REF_WIDTH.get(case.width)
     if w is None:
         return None
-    return w if (case.device == "cpu" and case.kind == "zero") else 2 * w
+    return w if (case.device == "cpu" and case.kind in ("zero", "memset")) else 2 * w
 
 
 def sizes_from_bytes(results: Dict[Case, Result]) -> Dict[str, Size]:

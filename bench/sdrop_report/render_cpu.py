@@ -4,9 +4,9 @@ import statistics
 from typing import List
 
 from .fmt import MISSING, dims, fmt_cv, fmt_g, fmt_mb, fmt_r, fmt_t, mark
-from .model import LARGE, PS, Model, gbs, ratio
+from .model import LARGE, PS, TINY, Model, gbs, ratio
 from .parse import Reference
-from .targets import Target, targets
+from .targets import Target, issue12_targets, targets
 
 
 def target_detail(t: Target) -> str:
@@ -20,8 +20,19 @@ def target_detail(t: Target) -> str:
     return ", ".join(f"{what}: {fmt_r(v, 3)}" for what, v in t.values)
 
 
-def target_lines(m: Model) -> List[str]:
-    return [f"- {mark(t.ok)}: {t.text} — {target_detail(t)}" for t in targets(m)]
+def target_lines(m: Model, which=targets) -> List[str]:
+    return [f"- {mark(t.ok)}: {t.text} — {target_detail(t)}" for t in which(m)]
+
+
+def verbose_line(m: Model) -> List[str]:
+    """What SDROP_VERBOSE=1 costs a tiny call, beside the same call with it off."""
+    off = m.sdrop("fwd", "f32", "nchw", TINY, 0.5, "zero", "oop")
+    on = m.sdrop("fwd", "f32", "nchw", TINY, 0.5, "zero", "oop", verbose=1)
+    if off is None or on is None:
+        return []
+    return [f"Verbose mode ([docs/c-api.md](../docs/c-api.md#verbose-mode)), {TINY} f32 NCHW "
+            f"p=0.5: {fmt_t(off)} per call off (every row of this report), {fmt_t(on)} with "
+            "`SDROP_VERBOSE=1` (its lines written to /dev/null).", ""]
 
 
 def headline(m: Model) -> List[str]:
@@ -33,10 +44,10 @@ def headline(m: Model) -> List[str]:
     lines = [f"## Headline: f32 {dims(m.size(L))} (NCHW, "
              f"{fmt_mb(None if n is None else n * 4)} MB per tensor), "
              f"{c.get('sdrop_threads', '?')} threads", ""]
-    lines.append("| p | sdrop default | GB/s | vs mixed limit | vs scale | vs libtorch | "
-                 "multiply: vs scale | vs libtorch | in place: vs in-place ref | "
-                 "vs libtorch in place |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| p | sdrop default | GB/s | vs mixed limit | vs memset limit | vs scale | "
+                 "vs libtorch | fresh output: vs libtorch | multiply: vs scale | vs libtorch | "
+                 "in place: vs in-place ref | vs libtorch in place |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     ts, tz = m.ref("scale", "f32", L), m.ref("zero", "f32", L)
     ti, tnt = m.ref("scale_inplace", "f32", L), m.ref("ntcopy", "f32", L)
     tmc = m.ref("memcpy_1t", "f32", L)
@@ -44,21 +55,29 @@ def headline(m: Model) -> List[str]:
         t = m.sdrop("fwd", "f32", "nchw", L, p, "zero", "oop")
         tm = m.sdrop("fwd", "f32", "nchw", L, p, "mul", "oop")
         tip = m.sdrop("fwd", "f32", "nchw", L, p, "zero", "inplace")
+        tf = m.sdrop("fwd", "f32", "nchw", L, p, "zero", "fresh")
         tt = m.torch("f32", "nchw", L, p, "oop")
         lines.append(
             f"| {p} | {fmt_t(t)} | {fmt_g(gbs(nb, t))} | "
             f"{fmt_r(ratio(m.limit('f32', L, p, 'zero', 'oop')[1], t))} | "
-            f"{fmt_r(ratio(ts, t))} | {fmt_r(ratio(tt, t))} | "
+            f"{fmt_r(ratio(m.memset_limit('f32', L, p), t))} | "
+            f"{fmt_r(ratio(ts, t))} | {fmt_r(ratio(tt, t))} | {fmt_r(ratio(tt, tf))} | "
             f"{fmt_r(ratio(ts, tm))} | {fmt_r(ratio(tt, tm))} | "
             f"{fmt_r(ratio(ti, tip))} | "
             f"{fmt_r(ratio(m.torch('f32', 'nchw', L, p, 'inplace'), tip))} |")
     lines.append("")
+    lines.append("libtorch allocates and first-touches a new output on every call; sdrop's rows "
+                 "write into a reused buffer, except `fresh output`, where sdrop too gets a new "
+                 "allocation per call: that column is the like-for-like one. The memset limit is "
+                 "the mixed limit with glibc's `memset` (no read-for-ownership) as the zero fill.")
+    lines.append("")
+    tms = m.ref("memset", "f32", L)
     lines.append(
         f"References (same run): scale `b=q·c` {fmt_t(ts)} ({fmt_g(gbs(nb, ts))} GB/s), "
         f"zero fill {fmt_t(tz)} (= {fmt_r(ratio(tz, ts))} t_scale), in-place scale {fmt_t(ti)} "
         f"({fmt_g(gbs(nb, ti))} GB/s), non-temporal copy {fmt_t(tnt)} "
         f"({fmt_g(gbs(nb, tnt))} GB/s), single-thread memcpy {fmt_t(tmc)} "
-        f"({fmt_g(gbs(nb, tmc))} GB/s).")
+        f"({fmt_g(gbs(nb, tmc))} GB/s), memset {fmt_t(tms)} (= {fmt_r(ratio(tms, ts))} t_scale).")
     tt = [m.torch("f32", "nchw", L, p, "oop") for p in PS]
     tti = [m.torch("f32", "nchw", L, p, "inplace") for p in PS]
     if any(x is not None for x in tt):
@@ -68,6 +87,9 @@ def headline(m: Model) -> List[str]:
             + "/".join(fmt_r(ratio(ti, x)) for x in tti) + " of the in-place reference.")
     lines += ["", "### Issue 5 targets", ""]
     lines += target_lines(m)
+    lines += ["", "### Issue 12 targets (small and cache-resident tensors, memset-speed zeros)", ""]
+    lines += target_lines(m, issue12_targets)
+    lines += [""] + verbose_line(m)
     lines.append("")
     cvs = m.noise(L)
     if cvs:
@@ -87,6 +109,9 @@ def sdrop_table(m: Model) -> List[str]:
                  "limit `(1-p)·t_scale + p·t_zero` in default mode out of place, `t_scale` with "
                  "`SDROP_FLAG_MULTIPLY`, the in-place scale in place. Bytes: 2·numel·sizeof.")
     lines.append("")
+    lines.append("`fresh`: a new output allocation per call (as libtorch's); `threads=1`: sdrop on "
+                 "one thread; `verbose=1`: with `SDROP_VERBOSE=1`.")
+    lines.append("")
     lines.append("| case | time | GB/s | cv | limit | vs limit | vs scale | vs libtorch | isa |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for r in m.dropout_rows("cpu", "sdrop"):
@@ -95,10 +120,16 @@ def sdrop_table(m: Model) -> List[str]:
         lname, tl = m.limit(c.dtype, c.size, c.p, c.mode, c.place)
         scale = m.scale_ref(c.dtype, c.size, c.place)
         # libtorch has no backward benchmark to set sdrop's against.
-        tt = m.torch(c.dtype, c.layout, c.size, c.p, c.place) if c.op == "fwd" else None
+        # fresh is set against libtorch's out-of-place call, which allocates too.
+        tplace = "oop" if c.place == "fresh" else c.place
+        tt = m.torch(c.dtype, c.layout, c.size, c.p, tplace) if c.op == "fwd" else None
         name = "/".join((c.op, c.dtype, c.layout, c.size, f"p{c.p:g}", c.mode, c.place))
         if c.isa:
             name += f"/isa={c.isa}"
+        if c.threads:
+            name += f"/threads={c.threads}"
+        if c.verbose:
+            name += f"/verbose={c.verbose}"
         lines.append(f"| `{name}` | {fmt_t(t)} | {fmt_g(gbs(m.nbytes(c), t))} | "
                      f"{fmt_cv(r.cv)} | {lname} | "
                      f"{fmt_r(ratio(tl, t))} | {fmt_r(ratio(scale, t))} | {fmt_r(ratio(tt, t))} | "

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from .fmt import dims
-from .model import ISAS, LARGE, PS, TINY, Model, ratio
+from .model import CACHE, ISAS, LARGE, PS, TINY, Model, ratio
 
 
 @dataclass
@@ -90,4 +90,42 @@ def targets(m: Model) -> List[Target]:
     v = [(i, m.sdrop("fwd", "f32", "nchw", L, 0.5, "zero", "oop", i)) for i in isas]
     out.append(Target(f"every ISA variant up to the host's ({host}) forced in the report",
                       got == expect if expect else None, v, kind="times"))
+    return out
+
+
+def issue12_targets(m: Model) -> List[Target]:
+    """Issue 12: cache-resident and tiny calls, and dropped channels at memset speed."""
+    out = []
+    L = LARGE
+    threads = m.ctx.get("sdrop_threads", "?")
+    # 1. cache-resident at the run's thread count: vs the matching reference, and vs one thread
+    rows = [("default", "zero", "oop"), ("multiply", "mul", "oop"), ("in place", "zero", "inplace")]
+    v = [(what, ratio(m.limit("f32", CACHE, 0.5, mode, place)[1],
+                      m.sdrop("fwd", "f32", "nchw", CACHE, 0.5, mode, place)))
+         for what, mode, place in rows]
+    out.append(Target(f"{CACHE} {dims(m.size(CACHE))} f32 NCHW p=0.5, {threads} threads: default, "
+                      "multiply, in place ≥ 0.9× the matching reference (mixed limit, scale, "
+                      "in-place scale)", all_ok(v, 0.9), v))
+    v = [(what, ratio(m.sdrop("fwd", "f32", "nchw", CACHE, 0.5, mode, place, threads=1),
+                      m.sdrop("fwd", "f32", "nchw", CACHE, 0.5, mode, place)))
+         for what, mode, place in rows]
+    out.append(Target(f"{CACHE}: {threads} threads at least as fast as 1 thread "
+                      "(t_1 / t_n ≥ 1)", all_ok(v, 1.0), v))
+    # 2. tiny: the time of a call, and vs libtorch
+    v = [("p=0.5", m.sdrop("fwd", "f32", "nchw", TINY, 0.5, "zero", "oop"))]
+    out.append(Target(f"{TINY} {dims(m.size(TINY))} call ≤ 0.2 µs", all_ok(v, 0.2e-6, False), v,
+                      kind="times"))
+    v = [("p=0.5", ratio(m.torch("f32", "nchw", TINY, 0.5, "oop"),
+                         m.sdrop("fwd", "f32", "nchw", TINY, 0.5, "zero", "oop")))]
+    out.append(Target(f"{TINY} ≥ 20× libtorch", all_ok(v, 20.0), v))
+    # 3. large default mode vs the mixed limit with memset as the zero fill
+    v = [(f"p={p}", ratio(m.memset_limit("f32", L, p),
+                          m.sdrop("fwd", "f32", "nchw", L, p, "zero", "oop"))) for p in PS]
+    out.append(Target("large NCHW default mode ≥ 0.95× the mixed limit with memset as the zero "
+                      "fill", all_ok(v, 0.95), v))
+    # 4. channels-last within 10 % of channels-first in multiply mode (time ratio)
+    v = [(f"p={p}", ratio(m.sdrop("fwd", "f32", "nhwc", L, p, "mul", "oop"),
+                          m.sdrop("fwd", "f32", "nchw", L, p, "mul", "oop"))) for p in PS]
+    out.append(Target("large multiply mode: channels-last within 10 % of channels-first "
+                      "(time NHWC / NCHW ≤ 1.10)", all_ok(v, 1.10, at_least=False), v))
     return out

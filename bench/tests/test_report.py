@@ -57,6 +57,12 @@ def with_results(run, *results):
      sdrop("tiny", 0.1, "mul", "inplace", "bf16", "nhwc", "bwd")),
     ("sdrop/fwd/f32/nchw/large/p0.5/mul/oop/isa=sse41" + SUFFIX,
      sdrop("large", 0.5, "mul", isa="sse41")),
+    ("sdrop/fwd/f32/nchw/large/p0.5/zero/fresh" + SUFFIX, sdrop("large", 0.5, place="fresh")),
+    ("sdrop/fwd/f32/nchw/cache/p0.5/mul/oop/threads=1" + SUFFIX,
+     dataclasses.replace(sdrop("cache", 0.5, "mul"), threads=1)),
+    ("sdrop/fwd/f32/nchw/tiny/p0.5/zero/oop/verbose=1" + SUFFIX,
+     dataclasses.replace(sdrop("tiny", 0.5), verbose=1)),
+    ("ref/memset/f32/large" + SUFFIX, Reference("cpu", "memset", "f32", "large")),
     ("torch/fwd/f16/nhwc/cache/p0.9/mul/oop" + SUFFIX,
      Dropout("cpu", "torch", "fwd", "f16", "nhwc", "cache", 0.9, "mul", "oop")),
     ("ref/scale_inplace/16bit/large" + SUFFIX, Reference("cpu", "scale_inplace", "16bit", "large")),
@@ -76,7 +82,9 @@ def test_names_become_named_records(name, case):
     "sdrop/fwd/f8/nchw/large/p0.5/zero/oop",        # no such dtype
     "sdrop/fwd/f32/nchw/large/q0.5/zero/oop",       # no p
     "sdrop/fwd/f32/nchw/large/pX/zero/oop",
-    "sdrop/fwd/f32/nchw/large/p0.5/zero/oop/extra",  # a ninth token that is no isa=
+    "sdrop/fwd/f32/nchw/large/p0.5/zero/oop/extra",  # a ninth token that is no tag
+    "sdrop/fwd/f32/nchw/large/p0.5/zero/oop/threads=x",  # a tag without its number
+    "sdrop/fwd/f32/nchw/large/p0.5/zero/oop/isa=a/isa=b",  # a tag twice
     "gpu/cuda/other/fwd/f32/nchw/large/p0.5/mul/oop",
     "",
 ])
@@ -185,7 +193,7 @@ def test_lookups(model):
     assert model.gpu_cudnn("f32", "nchw", "large", 0.5) == pytest.approx(400e-6)
     assert model.has_cpu() and model.gpu_devices() == ["cuda"]
     assert model.forced_isas() == ["sse41"]
-    assert model.noise("large") == pytest.approx([0.01] * 13 + [0.05])  # 5 references, 9 sdrop rows
+    assert model.noise("large") == pytest.approx([0.01] * 15 + [0.05])  # 6 references, 10 sdrop rows
 
 
 def test_rows_follow_the_table_order(model):
@@ -195,10 +203,11 @@ def test_rows_follow_the_table_order(model):
     i = cases.index(sdrop("large", 0.5))
     assert cases[i + 1] == sdrop("large", 0.5, isa="sse41")
     assert cases[i + 2] == sdrop("large", 0.5, place="inplace")
+    assert cases[i + 3] == sdrop("large", 0.5, place="fresh")   # oop, inplace, fresh
     refs = [(r.case.size, r.case.kind) for r in model.reference_rows("cpu")]
     assert refs[:2] == [("tiny", "scale"), ("tiny", "zero")]
     assert refs[2:] == [("large", k) for k in sorted(("scale", "scale_inplace", "zero",
-                                                     "ntcopy", "memcpy_1t"))]
+                                                     "memset", "ntcopy", "memcpy_1t"))]
 
 
 # ---- targets --------------------------------------------------------------------------------
@@ -251,11 +260,15 @@ def test_isa_target_follows_the_host(run):
 def test_cpu_headline(model):
     lines = render_cpu.headline(model)
     assert lines[0] == "## Headline: f32 32×64×112×112 (NCHW, 103 MB per tensor), 2 threads"
-    assert "| 0.5 | 8.000 ms | 25.7 | 1.00× | 1.25× | 5.00× | 1.00× | 4.00× | 1.00× | – |" in lines
-    assert "| 0.9 | 6.400 ms | 32.1 | 1.00× | 1.56× | – | 0.80× | – | – | – |" in lines
+    # p=0.5: the fresh-output row (20 ms) against libtorch (40 ms), beside the reused buffer's;
+    # the memset limit is 0.5·10 + 0.5·4 = 7 ms.
+    assert ("| 0.5 | 8.000 ms | 25.7 | 1.00× | 0.88× | 1.25× | 5.00× | 2.00× | 1.00× | 4.00× "
+            "| 1.00× | – |") in lines
+    assert "| 0.9 | 6.400 ms | 32.1 | 1.00× | 0.72× | 1.56× | – | – | 0.80× | – | – | – |" in lines
     assert ("References (same run): scale `b=q·c` 10.000 ms (20.6 GB/s), zero fill 6.000 ms "
             "(= 0.60× t_scale), in-place scale 8.000 ms (25.7 GB/s), non-temporal copy 9.000 ms "
-            "(22.8 GB/s), single-thread memcpy 20.000 ms (10.3 GB/s).") in lines
+            "(22.8 GB/s), single-thread memcpy 20.000 ms (10.3 GB/s), memset 4.000 ms "
+            "(= 0.40× t_scale).") in lines
     assert ("libtorch dropout2d (p=0.1/0.5/0.9): out of place –/0.25×/– of the scale "
             "reference, in place –/–/– of the in-place reference.") in lines
     assert ("- **met**: large NCHW, default mode, out of place ≥ 0.95× the mixed limit — "
@@ -265,6 +278,43 @@ def test_cpu_headline(model):
     assert ("- **not met**: every ISA variant up to the host's (avx2) forced in the report — "
             "sse41: 16.000 ms") in lines
     assert any("is 1.0% (median), 5.0% (max);" in ln for ln in lines)
+
+
+def test_issue12_targets(model):
+    lines = render_cpu.headline(model)
+    assert "- **not met**: tiny 1×16×8×8 call ≤ 0.2 µs — p=0.5: 0.80 µs" in lines
+    assert "- **met**: tiny ≥ 20× libtorch — p=0.5: 20.000×" in lines
+    assert ("- **not met**: large NCHW default mode ≥ 0.95× the mixed limit with memset as the "
+            "zero fill — p=0.1: 0.979×, p=0.5: 0.875×, p=0.9: 0.719×") in lines
+    # The fixture has no cache-resident size: those targets are not claimed.
+    assert any(ln.startswith("- n/a: cache") and "at least as fast as 1 thread" in ln
+               for ln in lines)
+
+
+def test_cache_thread_targets(run):
+    cache = Size("cache", 32 * 64 * 16 * 16, (32, 64, 16, 16))
+    sizes = dict(run.sizes, cache=cache)
+    t_ref = {"scale": 40e-6, "zero": 20e-6, "scale_inplace": 40e-6}
+    results = [Result(Reference("cpu", k, "f32", "cache"), t) for k, t in t_ref.items()]
+    for mode, place, tn, t1 in [("zero", "oop", 33e-6, 30e-6), ("mul", "oop", 40e-6, 50e-6),
+                                ("zero", "inplace", 40e-6, 60e-6)]:
+        results.append(Result(sdrop("cache", 0.5, mode, place), tn))
+        results.append(Result(dataclasses.replace(sdrop("cache", 0.5, mode, place), threads=1),
+                              t1))
+    run = dataclasses.replace(with_results(run, *results), sizes=sizes)
+    from sdrop_report.targets import issue12_targets
+    ts = issue12_targets(Model(run))
+    # mixed limit 0.5·40 + 0.5·20 = 30 µs against 33 µs: 0.91×; scale 40/40; in place 40/40.
+    assert ts[0].ok is True and [round(v, 3) for _, v in ts[0].values] == [0.909, 1.0, 1.0]
+    # one thread beat two in default mode (30 < 33 µs): not met.
+    assert ts[1].ok is False and round(ts[1].values[0][1], 3) == 0.909
+
+
+def test_verbose_line(model):
+    lines = render_cpu.headline(model)
+    assert ("Verbose mode ([docs/c-api.md](../docs/c-api.md#verbose-mode)), tiny f32 NCHW p=0.5: "
+            "0.80 µs per call off (every row of this report), 1.60 µs with `SDROP_VERBOSE=1` "
+            "(its lines written to /dev/null).") in lines
 
 
 def test_cpu_tables(model):
@@ -281,6 +331,12 @@ def test_cpu_tables(model):
         "| `bwd/f32/nchw/large/p0.5/zero/oop` | 9.000 ms | 22.8 | 1.0% | mixed | 0.89× | 1.11× "
         "| – | avx2 |",
         "| zero | f32 | large | 6.000 ms | 17.1 | 0.60× | clone=avx2 threads=2 |",
+        "| memset | f32 | large | 4.000 ms | 25.7 | 0.40× | clone=avx2 threads=2 |",
+        # fresh: set against libtorch's out-of-place row (40 ms), which allocates too.
+        "| `fwd/f32/nchw/large/p0.5/zero/fresh` | 20.000 ms | 10.3 | 1.0% | mixed | 0.40× "
+        "| 0.50× | 2.00× | avx2 threads=2 |",
+        "| `fwd/f32/nchw/tiny/p0.5/zero/oop/verbose=1` | 1.60 µs | 5.1 | 1.0% | mixed | 0.47× "
+        "| 0.62× | 10.00× | avx2 threads=2 |",
         "| memcpy_1t | f32 | large | 20.000 ms | 10.3 | 2.00× | threads=1 |",
         "| `f32/nchw/large/p0.5/oop` | 40.000 ms | 5.1 | 0.25× | threads=2 |",
         "| `f32/nchw/tiny/p0.5/oop` | 16.00 µs | 0.5 | 0.06× | threads=2 |",
@@ -337,7 +393,7 @@ def test_json_without_sizes_still_renders(legacy):
     doc = document.build(Model(legacy), "x", legacy.errors)
     md = doc.markdown
     assert md[2] == "## Headline: f32 numel 25690112 (NCHW, 103 MB per tensor), 2 threads"
-    assert "| 0.5 | 8.000 ms | 25.7 | – | 1.25× | – | – | – | – | – |" in md
+    assert "| 0.5 | 8.000 ms | 25.7 | – | – | 1.25× | – | – | – | – | – | – |" in md
     assert any(ln.startswith("- n/a: ≥ 10× libtorch out of place, tiny numel 1024 ") for ln in md)
     i = md.index("## Errors")
     assert md[i + 2] == ("- `sdrop/fwd/f64/nchw/large/p0.5/zero/oop" + SUFFIX

@@ -131,7 +131,7 @@ sdrop_status run_plan_gpu(Backend backend, Op op, DType dtype, const Plan& plan,
       r = wrap(&kb, backend, *k, c.k0, storage_type(DType::u8), c, plan, &Axis::ks);
       b.k = &kb.b;
     }
-    if (r == 0) r = call_kernel(g_table, v, op, plan.shape, dtype, a, plan, c, b, false);
+    if (r == 0) r = call_kernel(g_table, v, op, plan.shape, dtype, a, plan, c, b, false, false);
     unwrap(&kb, backend);
     unwrap(&xb, backend);
     unwrap(&yb, backend);

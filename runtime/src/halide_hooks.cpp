@@ -8,6 +8,7 @@
 
 #include "HalideRuntime.h"
 #include "fpenv.h"
+#include "thread_pool.h"
 
 // Defined by the Halide runtime (thread pool sizing), not declared in its public header.
 extern "C" int halide_host_cpu_count();
@@ -55,8 +56,12 @@ void install_hooks() {
   halide_set_error_handler(on_halide_error);
   halide_set_custom_do_task(clean_do_task);
   halide_set_custom_do_loop_task(clean_do_loop_task);
+  // The kernels' parallel loops run on sdrop's pool (thread_pool.h); Halide's own pool is
+  // left for anything else that asks it (async stages: none today).
+  halide_set_custom_do_par_for(pool_do_par_for);
   const int n = resolve(g_requested.load());
   g_threads.store(n);
+  set_pool_threads(n);
   halide_set_num_threads(n);
 }
 
@@ -72,6 +77,7 @@ void set_num_threads(int n) {
   ensure_halide_hooks();
   const int resolved = resolve(n);
   g_threads.store(resolved);
+  set_pool_threads(resolved);
   halide_set_num_threads(resolved);
 }
 

@@ -65,14 +65,14 @@ struct CallBuffers {
 template <int kVariants>
 int call_kernel(const KernelTable<kVariants>& t, int v, Op op, Shape shape, DType dtype,
                 const KernelArgs& a, const Plan& p, const Call& c, const CallBuffers& b,
-                bool serial) {
+                bool serial, bool skip_dropped) {
   const int sh = int(shape), dt = int(dtype);
   const int64_t ms0 = p.inner[0].ms, ms1 = p.inner[1].ms, ms2 = p.inner[2].ms;
   switch (op) {
     case Op::dropout:
       return t.dropout[v][sh][dt](b.x, a.seed, a.offset, c.m0, ms0, ms1, ms2, a.threshold,
                                   a.keep_all, a.multiply, a.scale_f32, a.scale_f64, serial,
-                                  b.y);
+                                  skip_dropped, b.y);
     case Op::apply_mask:
       return t.apply_mask[v][dt](b.x, b.k, a.keep_none, a.multiply, a.scale_f32, a.scale_f64,
                                  serial, b.y);

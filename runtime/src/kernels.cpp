@@ -6,7 +6,7 @@
 #include "gpu.h"
 #include "halide_hooks.h"
 #include "kernel_table.h"
-#include "sdrop_config.h"   // generated: SDROP_SERIAL_BYTES
+#include "sdrop_config.h"   // generated: SDROP_SERIAL_BYTES, SDROP_SKIP_DROPPED_BYTES
 #include "sdrop_kernels.h"  // generated: prototypes + SDROP_FOR_EACH_KERNEL
 
 namespace sdrop {
@@ -76,9 +76,14 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
   const halide_type_t in_type = storage_type(dtype);
   // Work that fits in a core's cache runs on the calling thread: waking the pool costs more
   // than the second thread saves there.
-  const bool serial = get_num_threads() == 1 ||
-                      uint64_t(y.numel) * uint64_t(y.itemsize) <= uint64_t(SDROP_SERIAL_BYTES);
+  const uint64_t out_bytes = uint64_t(y.numel) * uint64_t(y.itemsize);
+  const bool serial = get_num_threads() == 1 || out_bytes <= uint64_t(SDROP_SERIAL_BYTES);
+  // Exact-zero calls too large for the cache: a dropped row's read of x costs more than the
+  // branch per vector that skipping it takes (rows kernels; the others ignore it).
+  const bool skip_dropped = op == Op::dropout && !a.multiply &&
+                            out_bytes > uint64_t(SDROP_SKIP_DROPPED_BYTES);
   info->serial = serial;
+  info->skip_dropped = skip_dropped && plan.shape == Shape::rows;
   int code = 0;
   if (sdrop_status s = for_each_proven_call(op, plan, x, y, k, &info->calls, &code,
                                             [&](const Call& c) {
@@ -87,7 +92,7 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
     b.y = yb.set(y, c.y0, out_type, c, plan, &Axis::ys);
     if (x) b.x = xb.set(*x, c.x0, in_type, c, plan, &Axis::xs);
     if (k) b.k = kb.set(*k, c.k0, storage_type(DType::u8), c, plan, &Axis::ks);
-    return call_kernel(g_table, v, op, plan.shape, dtype, a, plan, c, b, serial);
+    return call_kernel(g_table, v, op, plan.shape, dtype, a, plan, c, b, serial, skip_dropped);
   })) {
     return s;
   }

@@ -16,6 +16,7 @@ struct RunInfo {
   const char* variant = "";  // "cpu:avx2", "cuda", "opencl", ...
   int calls = 0;             // kernel calls
   bool serial = false;       // on the calling thread, without the pool
+  bool skip_dropped = false; // rows kernels: dropped rows filled without reading x
 };
 
 // x may be null (Op::mask), k is the mask tensor (apply_mask) or null.

@@ -132,7 +132,7 @@ SDROP_API int sdrop_get_num_threads(void);
    Level 1: one line per call on stderr, as the call returns:
      sdrop_verbose,exec,<variant>,<op>,<dtype>,shape=2x3x4,x_strides=12:4:1,y_strides=...,
        mask_axes=0x3,p=0.5,flags=0x0,canonical=rows,kernel_extents=4x6x1,calls=1,serial=1,
-       threads=2,time_us=0.41
+       skip_dropped=0,threads=2,time_us=0.41
    where <variant> is cpu:sse41|cpu:avx2|cpu:avx512|cuda|opencl, <op> forward|backward|mask|
    apply_mask (with "_sharded" for the sharded calls) and time_us the wall time of the call
    (for GPU calls, of the enqueueing). Refused calls print
