@@ -350,7 +350,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
         .unroll(rows.x);
     schedule_keep(out, task, keep_row, d1, kMaxRowsPerTask);
     auto rows_loop = [&](Stage t) { t.specialize(dense).vectorize(d0, vec, tail_strategy()); };
-    specialize_cpu(s.specialize(*skip_dropped), task, rows_loop);
+    specialize_cpu(s.specialize(*skip_dropped), task, rows_loop, /*by_mode=*/false);
     specialize_cpu(s, task, rows_loop);
   }
 
@@ -395,11 +395,12 @@ class SdropGenerator : public Generator<SdropGenerator> {
   // Every CPU loop nest four ways: blocked draws or not, on the calling thread alone
   // (serial) or with `task` on the thread pool; `vectorize` gives each its vectorized
   // specializations.
+  // by_mode: also a loop nest for exact-zero mode, where the dropped value is a constant, not
+  // x * 0 (the skip_dropped nest of the rows kernels needs none: it never multiplies by 0).
   template <typename Fn>
-  void specialize_cpu(Stage s, VarOrRVar task, Fn vectorize_dense) {
-    // Exact-zero mode: the dropped value is a constant, not x * 0.
+  void specialize_cpu(Stage s, VarOrRVar task, Fn vectorize_dense, bool by_mode = true) {
     auto vectorize = [&](Stage t) {
-      if (multiply) vectorize_dense(t.specialize(!*multiply));
+      if (multiply && by_mode) vectorize_dense(t.specialize(!*multiply));
       vectorize_dense(t);
     };
     auto serial_and_parallel = [&](Stage t) {
