@@ -282,6 +282,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
       keep_all->set_estimate(false);
     }
     if (keep_none) keep_none->set_estimate(false);
+    if (skip_dropped) skip_dropped->set_estimate(false);
     if (multiply) {
       multiply->set_estimate(false);
       scale_f32->set_estimate(2.0f);

@@ -91,6 +91,15 @@ sdrop_params Params(uint32_t axes) {
   return p;
 }
 
+// The exec line of one successful sdrop_forward(p, x, y); a call that prints more or fewer
+// lines fails the test (and gets five empty head fields, no key=value pairs).
+ExecLine ForwardLine(const sdrop_params& p, HostTensor& x, HostTensor& y) {
+  const std::vector<std::string> lines =
+      Lines(CaptureStderr([&] { EXPECT_EQ(sdrop_forward(&p, &x.t, &y.t), SDROP_OK); }));
+  EXPECT_EQ(lines.size(), 1u);
+  return lines.size() == 1 ? ParseExec(lines[0]) : ExecLine{std::vector<std::string>(5), {}};
+}
+
 TEST(Verbose, OffPrintsNothing) {
   ScopedVerbose v(0);
   std::vector<float> x(120, 1.0f), y(120);
@@ -108,11 +117,8 @@ TEST(Verbose, ForwardSaysWhatRan) {
   std::vector<float> x(120, 1.0f), y(120);
   HostTensor tx(x.data(), {2, 3, 4, 5}, kF32), ty(y.data(), {2, 3, 4, 5}, kF32);
   const sdrop_params p = Params(0x3);
-  const std::vector<std::string> lines =
-      Lines(CaptureStderr([&] { ASSERT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_OK); }));
-  ASSERT_EQ(lines.size(), 1u);
-  const ExecLine e = ParseExec(lines[0]);
-  ASSERT_EQ(e.head.size(), 5u) << lines[0];
+  const ExecLine e = ForwardLine(p, tx, ty);
+  ASSERT_EQ(e.head.size(), 5u);
   EXPECT_EQ(e.head[0], "sdrop_verbose");
   EXPECT_EQ(e.head[1], "exec");
   EXPECT_EQ(e.head[2].rfind("cpu:", 0), 0u) << "variant: " << e.head[2];
@@ -144,12 +150,9 @@ TEST(Verbose, LargeExactZeroRowsCallsSkipDroppedRows) {
   for (bool multiply : {false, true}) {
     sdrop_params p = Params(0x3);
     p.flags = multiply ? SDROP_FLAG_MULTIPLY : 0u;
-    const std::vector<std::string> lines =
-        Lines(CaptureStderr([&] { ASSERT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_OK); }));
-    ASSERT_EQ(lines.size(), 1u);
-    const ExecLine e = ParseExec(lines[0]);
+    const ExecLine e = ForwardLine(p, tx, ty);
     EXPECT_EQ(e.kv.at("canonical"), "rows");
-    EXPECT_EQ(e.kv.at("skip_dropped"), multiply ? "0" : "1") << lines[0];
+    EXPECT_EQ(e.kv.at("skip_dropped"), multiply ? "0" : "1");
   }
 }
 
@@ -161,10 +164,7 @@ TEST(Verbose, ChannelsLastAndVariantFollowTheCap) {
   std::vector<float> x(120, 1.0f), y(120);
   HostTensor tx(x.data(), {2, 4, 5, 3}, kF32), ty(y.data(), {2, 4, 5, 3}, kF32);
   const sdrop_params p = Params(sdrop_spatial_axes(4, SDROP_CHANNELS_LAST));
-  const std::vector<std::string> lines =
-      Lines(CaptureStderr([&] { ASSERT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_OK); }));
-  ASSERT_EQ(lines.size(), 1u);
-  const ExecLine e = ParseExec(lines[0]);
+  const ExecLine e = ForwardLine(p, tx, ty);
   EXPECT_EQ(e.head[2], "cpu:sse41");
   EXPECT_EQ(e.kv.at("mask_axes"), "0x9");
   EXPECT_EQ(e.kv.at("canonical"), "channels_last");
@@ -223,10 +223,7 @@ TEST(Verbose, EmptyTensorRunsNoKernel) {
   float dummy = 0;
   HostTensor tx(&dummy, {2, 0, 4}, kF32), ty(&dummy, {2, 0, 4}, kF32);
   const sdrop_params p = Params(0x3);
-  const std::vector<std::string> lines =
-      Lines(CaptureStderr([&] { ASSERT_EQ(sdrop_forward(&p, &tx.t, &ty.t), SDROP_OK); }));
-  ASSERT_EQ(lines.size(), 1u);
-  const ExecLine e = ParseExec(lines[0]);
+  const ExecLine e = ForwardLine(p, tx, ty);
   EXPECT_EQ(e.head[2], "none");
   EXPECT_EQ(e.kv.at("canonical"), "none");
   EXPECT_EQ(e.kv.at("calls"), "0");

@@ -15,9 +15,11 @@
 
 namespace sdrop {
 
-// The last bool of each: run on the calling thread, without the thread pool (ignored on GPUs).
+// The last bools: run on the calling thread, without the thread pool (ignored on GPUs); for
+// dropout then skip_dropped (rows kernels: dropped rows filled without reading x).
 using DropoutFn = int (*)(halide_buffer_t*, uint64_t, uint64_t, int64_t, int64_t, int64_t,
-                          int64_t, uint32_t, bool, bool, float, double, bool, halide_buffer_t*);
+                          int64_t, uint32_t, bool, bool, float, double, bool, bool,
+                          halide_buffer_t*);
 using ApplyMaskFn = int (*)(halide_buffer_t*, halide_buffer_t*, bool, bool, float, double, bool,
                             halide_buffer_t*);
 using MaskFn = int (*)(uint64_t, uint64_t, int64_t, int64_t, int64_t, int64_t, uint32_t, bool,
