@@ -17,7 +17,8 @@
 // CPU: each task draws the keep bits it needs into a stack buffer first, a Philox block
 // (4 consecutive mask indices) per draw where consecutive elements of the drawn dimension
 // have consecutive mask indices (the common case), then runs branch-free vector loops that
-// select x*s or the dropped value. GPU: a rows block draws its row's bit once and runs only
+// select x*s or the dropped value (rows with skip_dropped: only each row's own loop, see
+// define_rows_cpu). GPU: a rows block draws its row's bit once and runs only
 // the kept or the dropped loop (the dropped one never loads x in exact-zero mode).
 //
 // GPU targets: a device buffer (an OpenCL cl_mem) cannot be offset by pointer arithmetic,
