@@ -32,8 +32,8 @@ TEST(DroppedRows, LargeExactZeroCallsNeverReadThem) {
   ASSERT_NE(xmem, MAP_FAILED);
   float* x = static_cast<float*>(xmem);
   for (int64_t i = 0; i < channels * row; i++) x[i] = 1.5f;
-  std::vector<float> y(size_t(channels * row), -1.0f);
-  std::vector<uint8_t> keep(size_t(channels));
+  std::vector<float> y(static_cast<size_t>(channels * row), -1.0f);
+  std::vector<uint8_t> keep(static_cast<size_t>(channels));
 
   sdrop_params p{};
   p.p = 0.5;

@@ -2,13 +2,10 @@
 
 #include <immintrin.h>
 #include <pthread.h>
+#include <time.h>
 
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
-#include <thread>
 
 #include "fpenv.h"
 
@@ -22,10 +19,12 @@ constexpr int64_t kSpinNs = 100 * 1000;
 
 thread_local bool t_in_pool = false;  // a worker, or a caller running a loop: nested loops run serially
 
+// pthreads and clock_gettime only: the static library links into C programs, without the
+// C++ runtime.
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return int64_t(t.tv_sec) * 1000000000 + t.tv_nsec;
 }
 
 // Everything is seq_cst where two threads must see at least one of each other's writes:
@@ -35,8 +34,7 @@ int64_t now_ns() {
 class Pool {
  public:
   int run(void* uc, halide_task_t f, int min, int size, uint8_t* closure, int threads) {
-    std::unique_lock<std::mutex> busy(run_mu_, std::try_to_lock);
-    if (!busy.owns_lock()) return serial(uc, f, min, size, closure);
+    if (pthread_mutex_trylock(&run_mu_) != 0) return serial(uc, f, min, size, closure);
     const int helpers = (threads < size ? threads : size) - 1;
     start_workers(helpers);
     f_ = f;
@@ -50,8 +48,9 @@ class Pool {
     open_.store(true);
     gen_.fetch_add(1);
     if (sleepers_.load() > 0) {
-      std::lock_guard<std::mutex> lk(sleep_mu_);
-      cv_.notify_all();
+      pthread_mutex_lock(&sleep_mu_);
+      pthread_cond_broadcast(&cv_);
+      pthread_mutex_unlock(&sleep_mu_);
     }
     t_in_pool = true;
     work();
@@ -59,7 +58,9 @@ class Pool {
     // Every task has been taken; close the job and wait for the workers still inside it.
     open_.store(false);
     while (in_job_.load() != 0) _mm_pause();
-    return error_.load();
+    const int r = error_.load();
+    pthread_mutex_unlock(&run_mu_);
+    return r;
   }
 
   static int serial(void* uc, halide_task_t f, int min, int size, uint8_t* closure) {
@@ -82,10 +83,27 @@ class Pool {
   void start_workers(int n) {
     if (n > kMaxThreads - 1) n = kMaxThreads - 1;
     while (started_ < n) {
-      const int id = started_++;
-      std::thread([this, id] { worker(id); }).detach();
+      ids_[started_] = started_;
+      pthread_t t;
+      pthread_attr_t attr;
+      pthread_attr_init(&attr);
+      pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+      const int rc = pthread_create(&t, &attr, &Pool::entry, &ids_[started_]);
+      pthread_attr_destroy(&attr);
+      if (rc != 0) break;  // fewer workers: the caller takes the tasks they would have
+      started_++;
     }
   }
+
+  static void* entry(void* id) {
+    the_pool()->worker(*static_cast<int*>(id));
+    return nullptr;
+  }
+
+ public:
+  static Pool* the_pool();
+
+ private:
 
   void worker(int id) {
     t_in_pool = true;
@@ -98,10 +116,11 @@ class Pool {
         if (g != seen || now_ns() > until) break;
       }
       if (g == seen) {
-        std::unique_lock<std::mutex> lk(sleep_mu_);
+        pthread_mutex_lock(&sleep_mu_);
         sleepers_.fetch_add(1);
-        cv_.wait(lk, [&] { return (g = gen_.load()) != seen; });
+        while ((g = gen_.load()) == seen) pthread_cond_wait(&cv_, &sleep_mu_);
         sleepers_.fetch_sub(1);
+        pthread_mutex_unlock(&sleep_mu_);
       }
       seen = g;
       in_job_.fetch_add(1);
@@ -114,8 +133,9 @@ class Pool {
     }
   }
 
-  std::mutex run_mu_;  // one loop at a time
-  int started_ = 0;    // workers started (under run_mu_)
+  pthread_mutex_t run_mu_ = PTHREAD_MUTEX_INITIALIZER;  // one loop at a time
+  int started_ = 0;              // workers started (under run_mu_)
+  int ids_[kMaxThreads] = {};    // each worker's id, where its thread can read it
 
   // The posted loop: written by the caller before open_/gen_, read by workers after them.
   halide_task_t f_ = nullptr;
@@ -129,13 +149,14 @@ class Pool {
   std::atomic<bool> open_{false};
   std::atomic<int> in_job_{0};
   std::atomic<int> sleepers_{0};
-  std::mutex sleep_mu_;
-  std::condition_variable cv_;
+  pthread_mutex_t sleep_mu_ = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cv_ = PTHREAD_COND_INITIALIZER;
 };
 
-// Never destroyed: detached workers may still be spinning while the process exits.
-Pool* g_pool = nullptr;
-pthread_once_t g_pool_once = PTHREAD_ONCE_INIT;
+// Static storage, constant-initialized and never destroyed: detached workers may still be
+// spinning while the process exits.
+Pool g_pool;
+Pool* Pool::the_pool() { return &g_pool; }
 std::atomic<int> g_pool_threads{1};
 
 }  // namespace
@@ -143,8 +164,7 @@ std::atomic<int> g_pool_threads{1};
 int pool_do_par_for(void* uc, halide_task_t f, int min, int size, uint8_t* closure) {
   const int threads = g_pool_threads.load(std::memory_order_relaxed);
   if (size <= 1 || threads <= 1 || t_in_pool) return Pool::serial(uc, f, min, size, closure);
-  pthread_once(&g_pool_once, [] { g_pool = new Pool; });
-  return g_pool->run(uc, f, min, size, closure, threads);
+  return g_pool.run(uc, f, min, size, closure, threads);
 }
 
 void set_pool_threads(int n) {
