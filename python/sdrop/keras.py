@@ -19,6 +19,7 @@ operator library) on the torch backend. Other backends are refused at constructi
 """
 from __future__ import annotations
 
+import numbers
 import operator
 
 import keras
@@ -45,7 +46,7 @@ class _SpatialDropout(keras.layers.Layer):
     def __init__(self, rate, data_format=None, seed=None, name=None, dtype=None, **kwargs):
         super().__init__(name=name, dtype=dtype, **kwargs)
         self._backend = _check_backend()
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
             raise ValueError("Invalid value received for argument `rate`. Expected a float "
                              f"value between 0 and 1. Received: rate={rate!r}")
         if seed is not None:
@@ -119,7 +120,7 @@ class SpatialDropout1D(_SpatialDropout):
     _rank = 3
 
     def __init__(self, rate, seed=None, name=None, dtype=None, **kwargs):
-        kwargs.pop("data_format", None)  # Keras's 1D layer has none: always channels_last
+        # Keras's 1D layer has no data_format: (N, T, C), channels last.
         super().__init__(rate, data_format="channels_last", seed=seed, name=name, dtype=dtype,
                          **kwargs)
 

@@ -186,6 +186,7 @@ def test_model_gradient_training_and_save_load(tmp_path):
         drop.seed_generator.state.assign(np.array([S, 0], np.int32))
     # fit (jitted train step on jax): the step advances once per batch, inside the step
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    assert model.jit_compile == (BACKEND == "jax")  # jax: fit's train step is jax.jit'ed
     before = [np.array(to_np(v)) for v in model.trainable_variables]
     hist = model.fit(x, t, batch_size=4, epochs=3, verbose=0, shuffle=False)
     assert int(to_np(drop.seed_generator.state)[1]) == 6
