@@ -27,7 +27,7 @@ namespace nb = nanobind;
 
 namespace {
 
-constexpr int kMaxRank = 16;  // XLA gives any rank; sdrop refuses ndim > 8 with a message
+constexpr int kMaxRank = 16;  // nested vmaps handled (batch axes); sdrop refuses ndim > 8
 
 DLDataType dl_dtype(ffi::DataType t) {
   using D = ffi::DataType;
@@ -95,10 +95,12 @@ struct Batch {
   int64_t extent[kMaxRank] = {};
   int64_t count = 1;
 
+  // Any rank without batch axes (sdrop itself refuses ndim > 8, naming it).
   ffi::Error init(const Operand& result, int64_t ndim) {
-    if (ndim < 0 || ndim > result.rank || result.rank > kMaxRank)
+    if (ndim < 0 || ndim > result.rank || result.rank - ndim > kMaxRank)
       return invalid("result rank " + std::to_string(result.rank) + " for calls of rank " +
-                     std::to_string(ndim));
+                     std::to_string(ndim) + " (at most " + std::to_string(kMaxRank) +
+                     " batch axes)");
     nb = int(result.rank - ndim);
     for (int i = 0; i < nb; i++) count *= (extent[i] = result.dims[i]);
     return ffi::Error::Success();

@@ -276,6 +276,8 @@ def test_library_errors_come_back_from_the_handler():
     # eager: sdrop's exception class with the C library's message (sdrop_last_error)
     with pytest.raises(sdrop.SdropInvalidArgument, match=r"x.ndim must be in \[0, 8\], got 9"):
         sj.spatial_dropout(x9, 0.5, seed=1)
+    with pytest.raises(sdrop.SdropInvalidArgument, match=r"ndim must be in \[0, 8\], got 20"):
+        sj.mask((1,) * 20, 0.5, seed=1)
     # under jit: JAX raises the handler's ffi::Error, which carries the same message
     with pytest.raises(jax.errors.JaxRuntimeError, match=r"ndim must be in \[0, 8\], got 9.*SDROP_ERROR_INVALID_ARGUMENT"):
         jax.block_until_ready(jax.jit(lambda x: sj.spatial_dropout(x, 0.5, seed=1))(x9))
