@@ -13,6 +13,10 @@ threads for both torch and sdrop. Contenders:
     sdrop       sdrop.torch.dropout2d(x, 0.5, training=True): seed=None, (seed, offset) drawn
                 from torch's default generator, as torch's own dropout draws
     sdrop_seed  the same with seed=1234, offset=<call count> (a new mask every call)
+    clone       x.clone(): no dropout, a floor: the cost of the cheapest out-of-place op with
+                a gradient (allocation, one pass, the autograd node and, with backward, the
+                engine and torch.autograd.backward), so torch / clone bounds what any
+                implementation could gain over F.dropout2d here
 
 Method: per case, a warm-up, then rounds; each round times one sample of every contender in
 turn (the order reversed every other round, so drift and cache state fall on all alike), a
@@ -53,7 +57,7 @@ SIZES = {"tiny": (1, 16, 8, 8), "cache": (32, 64, 16, 16), "large": (32, 64, 112
 LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
 OPS = ("fwd", "fwdbwd")
-CONTENDERS = ("torch", "sdrop", "sdrop_seed")
+CONTENDERS = ("torch", "sdrop", "sdrop_seed", "clone")
 SAMPLE_S = 2e-3  # the shortest sample: a perf_counter read is ~50 ns, a call ~µs at the tiny size
 
 
@@ -69,6 +73,7 @@ def forward_fns(x):
         "torch": lambda: F.dropout2d(x, P, training=True),
         "sdrop": lambda: st.dropout2d(x, P, training=True),
         "sdrop_seed": seeded,
+        "clone": lambda: x.clone(),
     }
 
 

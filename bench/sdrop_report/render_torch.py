@@ -53,8 +53,9 @@ def fresh_lines(m: TorchModel) -> List[str]:
 
 def table(m: TorchModel) -> List[str]:
     lines = ["| case | F.dropout2d | sdrop | torch / sdrop | sdrop, seed= | torch / sdrop seed= "
-             "| calls × rounds | fresh-output share: torch / sdrop | without it: torch / sdrop |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| floor: x.clone() | torch / floor | calls × rounds | fresh-output share: "
+             "torch / sdrop | without it: torch / sdrop |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in m.cases:
         r = m.run.results[c]
         k = f"{r.calls_per_sample or '?'} × {r.rounds or '?'}"
@@ -62,7 +63,8 @@ def table(m: TorchModel) -> List[str]:
         sh = MISSING if share is None else f"{pct(m.share(c, 'torch'))} / {pct(m.share(c, 'sdrop'))}"
         lines.append(f"| `{c.name}` | {fmt_t(m.t(c, 'torch'))} | {fmt_t(m.t(c, 'sdrop'))} | "
                      f"{fmt_r(m.ratio(c))} | {fmt_t(m.t(c, 'sdrop_seed'))} | "
-                     f"{fmt_r(m.ratio(c, 'sdrop_seed'))} | {k} | {sh} | "
+                     f"{fmt_r(m.ratio(c, 'sdrop_seed'))} | {fmt_t(m.t(c, 'clone'))} | "
+                     f"{fmt_r(m.ratio(c, 'clone'))} | {k} | {sh} | "
                      f"{fmt_r(m.ratio_without_first_touch(c)) if share is not None else MISSING} |")
     lines.append("")
     return lines
@@ -70,6 +72,26 @@ def table(m: TorchModel) -> List[str]:
 
 def target_lines(m: TorchModel) -> List[str]:
     return [f"- {mark(t.ok)}: {t.text} — {target_detail(t)}" for t in m.targets()]
+
+
+def floor_lines(m: TorchModel) -> List[str]:
+    """What the floor says each size allows: torch / clone, per direction."""
+    parts = []
+    for size in m.run.sizes:
+        for op, what in (("fwd", "forward"), ("fwdbwd", "forward+backward")):
+            r = [m.ratio(c, "clone") for c in m.cases if c.size == size and c.op == op]
+            r = [x for x in r if x is not None]
+            if r:
+                lo, hi = min(r), max(r)
+                parts.append(f"{m.dims(size)} {what} {fmt_r(lo)}" +
+                             (f"–{fmt_r(hi)}" if hi - lo >= 0.005 else ""))
+    if not parts:
+        return []
+    return ["Floor: `x.clone()` is the cheapest out-of-place op with a gradient (one allocation "
+            "and pass, an autograd node, and with backward the engine and "
+            "`torch.autograd.backward`, which both contenders pay as well), so `t_torch / "
+            "t_clone` bounds what any implementation could gain over F.dropout2d in that case: "
+            + "; ".join(parts) + ".", ""]
 
 
 def section(run: TorchRun) -> List[str]:
@@ -83,6 +105,7 @@ def section(run: TorchRun) -> List[str]:
              "is `y = f(x); y.backward(grad)`. Ratios are `t_torch / t_sdrop` (≥ 1: sdrop is "
              "faster).", "", run_line(m), "", "### Issue 11 targets", ""]
     lines += target_lines(m) + [""]
+    lines += floor_lines(m)
     lines += table(m)
     lines += fresh_lines(m)
     return lines

@@ -5,11 +5,12 @@
      "sizes": {"tiny": [1, 16, 8, 8], ...},
      "cases": [{"op": "fwd"|"fwdbwd", "dtype": "f32"|"bf16", "layout": "nchw"|"nhwc",
                 "size", "calls_per_sample", "rounds",
-                "median_s": {"torch", "sdrop", "sdrop_seed"}, "cv": {...}}, ...],
+                "median_s": {"torch", "sdrop", "sdrop_seed", "clone"}, "cv": {...}}, ...],
      "fresh_output": [{"dtype", "layout", "size", "bytes", "rounds",
                        "fresh_s", "reused_s"}, ...]}
 
-median_s: seconds per call, the median over the rounds; fresh_s: torch.empty_like + fill_ of
+median_s: seconds per call, the median over the rounds ("clone" is x.clone(), a floor; it is
+absent from older files); fresh_s: torch.empty_like + fill_ of
 the fresh tensor; reused_s: the same fill_ of a tensor already touched.
 """
 import json
@@ -19,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 from .parse import ParseError
 
 SCHEMA = "sdrop-torch-bench/1"
-CONTENDERS = ("torch", "sdrop", "sdrop_seed")
+CONTENDERS = ("torch", "sdrop", "sdrop_seed", "clone")
 OPS = ("fwd", "fwdbwd")
 
 

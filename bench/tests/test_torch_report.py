@@ -43,7 +43,7 @@ def test_cases_sizes_and_fresh_outputs_are_parsed():
                          "large": (32, 64, 112, 112)}
     r = run.results[case("fwd", "tiny")]
     assert r.median == {"torch": pytest.approx(10e-6), "sdrop": pytest.approx(4e-6),
-                        "sdrop_seed": pytest.approx(5e-6)}
+                        "sdrop_seed": pytest.approx(5e-6), "clone": pytest.approx(2e-6)}
     assert (r.calls_per_sample, r.rounds) == (500, 31)
     f = run.fresh[("f32", "nchw", "large")]
     assert f.nbytes == 32 * 64 * 112 * 112 * 4
@@ -135,10 +135,13 @@ def test_section(model):
     assert any(ln.startswith("- **met**: ≥ 1.15× F.dropout2d at 32×64×112×112") for ln in lines)
     assert ("- **not met**: never slower than F.dropout2d (explicit seed, every case) — worst "
             "fwdbwd/f32/nchw/large: 0.800× over 5 cases") in lines
-    assert ("| `fwd/f32/nchw/tiny` | 10.00 µs | 4.00 µs | 2.50× | 5.00 µs | 2.00× | 500 × 31 "
-            "| – | – |") in lines
+    assert ("| `fwd/f32/nchw/tiny` | 10.00 µs | 4.00 µs | 2.50× | 5.00 µs | 2.00× | 2.00 µs "
+            "| 5.00× | 500 × 31 | – | – |") in lines
     assert ("| `fwdbwd/f32/nchw/large` | 100.000 ms | 80.000 ms | 1.25× | 125.000 ms | 0.80× "
-            "| 1 × 9 | 40% / 50% | 1.50× |") in lines
+            "| – | – | 1 × 9 | 40% / 50% | 1.50× |") in lines  # no floor in this case
+    floor = next(ln for ln in lines if ln.startswith("Floor: "))
+    assert floor.endswith("1×16×8×8 forward 5.00×; 1×16×8×8 forward+backward 2.00×; "
+                          "32×64×16×16 forward 3.00×; 32×64×112×112 forward 1.25×.")
     assert ("| `f32/nchw` 32×64×112×112 | 103 MB | 30.000 ms | 10.000 ms | 20.000 ms |"
             in lines)
 
@@ -197,6 +200,7 @@ def test_torch_bench_writes_what_the_report_reads(tmp_path):
     assert r.returncode == 0, r.stderr
     run = torch_parse.load(str(out))
     assert len(run.results) == 8  # 2 layouts × 2 dtypes × 2 directions
-    assert all(set(x.median) == {"torch", "sdrop", "sdrop_seed"} for x in run.results.values())
+    assert all(set(x.median) == {"torch", "sdrop", "sdrop_seed", "clone"}
+               for x in run.results.values())
     assert render_torch.TITLE in r.stdout
     copy.deepcopy(run)  # plain records
