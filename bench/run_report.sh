@@ -6,9 +6,13 @@
 #   bench/run_report.sh --threads=1
 #   bench/run_report.sh --full                      # the whole matrix (~20 min)
 #   bench/run_report.sh --benchmark_filter=large    # a subset
-# SDROP_BENCH_SKIP_BUILD=1 uses the binary already built. Then sdrop_autosched_bench runs
-# Halide's autoschedulers beside the hand schedule: reports/autosched.md (SDROP_BENCH_AUTOSCHED=0
-# skips it).
+# SDROP_BENCH_SKIP_BUILD=1 uses the binary already built. Then bench/frameworks/torch_bench.py
+# times sdrop.torch against F.dropout2d (~2 min) in the project venv of the Python tests
+# (python/install_venv.sh creates it the first time, ~5 GB from PyPI, and reinstalls sdrop
+# into it when its sources changed): reports/bench_pytorch.json and a section of bench.md
+# (SDROP_BENCH_PYTORCH=0 skips it; if the venv cannot be made, the report says so and goes on).
+# Then sdrop_autosched_bench runs Halide's autoschedulers beside the hand schedule:
+# reports/autosched.md (SDROP_BENCH_AUTOSCHED=0 skips it).
 #
 # GPU benchmarks (CUDA: sdrop vs cudaMemcpy D2D and cuDNN dropout; OpenCL: sdrop vs a copy
 # kernel; built when CMake finds CUDA + cuDNN / OpenCL) are left out of the default report
@@ -76,10 +80,35 @@ echo "run_report.sh: benchmarks took ${secs} s" >&2
 [[ -s "$partial" ]] || { echo "run_report.sh: $bin wrote no JSON" >&2; exit 1; }
 mv -f "$partial" "$json"
 
+# PyTorch: sdrop.torch against F.dropout2d in one process, on the thread count the
+# benchmark was given (else 2, the count of SPEC §7's report).
+torch_json="$root/reports/bench_pytorch.json"
+torch_args=()
+if [[ "${SDROP_BENCH_PYTORCH:-1}" == 0 ]]; then
+  torch_args=(--pytorch-skipped "SDROP_BENCH_PYTORCH=0")
+elif [[ "${SDROP_BENCH_GPU:-0}" == only ]]; then
+  torch_args=(--pytorch-skipped "a GPU-only run (SDROP_BENCH_GPU=only)")
+elif ! tpy=$(bash "$root/python/install_venv.sh"); then
+  echo "run_report.sh: python/install_venv.sh failed: no PyTorch comparison" >&2
+  torch_args=(--pytorch-skipped "python/install_venv.sh failed (see the console)")
+else
+  tthreads=2
+  for a in "$@"; do [[ "$a" == --threads=* ]] && tthreads=${a#--threads=}; done
+  rm -f "$torch_json"
+  echo "run_report.sh: bench/frameworks/torch_bench.py --threads=$tthreads" >&2
+  if "$tpy" "$root/bench/frameworks/torch_bench.py" --threads="$tthreads" --out "$torch_json" \
+       > "$root/reports/bench_pytorch.txt"; then
+    torch_args=(--pytorch "$torch_json")
+  else
+    echo "run_report.sh: torch_bench.py failed: no PyTorch comparison" >&2
+    torch_args=(--pytorch-skipped "bench/frameworks/torch_bench.py failed (see the console)")
+  fi
+fi
+
 gpu_env=""
 if [[ "${SDROP_BENCH_GPU:-0}" != 0 ]]; then gpu_env="SDROP_BENCH_GPU=$SDROP_BENCH_GPU "; fi
 "$py" "$root/bench/report.py" "$json" --out "$root/reports" \
-  --cmd "${gpu_env}bench/run_report.sh${*:+ $*}"
+  --cmd "${gpu_env}bench/run_report.sh${*:+ $*}" "${torch_args[@]}"
 
 # Halide's autoschedulers beside the hand schedule (reports/autosched.md; ~1 min). Skipped
 # with SDROP_BENCH_AUTOSCHED=0, and when the binary was not built (the standalone bench build

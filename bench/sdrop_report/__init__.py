@@ -6,7 +6,10 @@
     fmt          how times, ratios and rates are written
     render_cpu   the CPU headline and tables (markdown)
     render_gpu   the GPU headline and tables (markdown)
-    document     bench.md put together from both
+    torch_parse  bench/frameworks/torch_bench.py's JSON -> records (TorchRun, TorchCase, ...)
+    torch_model  its ratios torch / sdrop, the fresh-output shares, the issue-11 targets
+    render_torch the section "PyTorch: sdrop.torch vs F.dropout2d" (markdown)
+    document     bench.md put together from all of them
     plot         bench.png (matplotlib, optional)
     cli          report.py's command line
 """

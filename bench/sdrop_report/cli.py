@@ -1,10 +1,14 @@
 """Turns sdrop_bench's Google Benchmark JSON into the report of docs/performance.md.
 
     report.py BENCH_JSON [--out DIR] [--cmd CMDLINE] [--no-plot]
+              [--pytorch TORCH_JSON | --pytorch-skipped REASON]
 
 Writes DIR/bench.json (the raw JSON, copied unless it is already there), DIR/bench.md (the
 tables and the issue-5 targets) and DIR/bench.png (GB/s against size), and prints the headline
 to stdout. Exits non-zero if a benchmark reported an error or the JSON is unusable.
+
+--pytorch adds the section "PyTorch: sdrop.torch vs F.dropout2d" (the issue-11 targets) from
+bench/frameworks/torch_bench.py's JSON; --pytorch-skipped says in its place why it was not run.
 
 The GPU rows (sdrop_bench --benchmark_filter=^gpu/, or SDROP_BENCH_GPU=1 run_report.sh) get
 their own sections, with sdrop against cudaMemcpy D2D and cuDNN's dropout (CUDA) or a copy
@@ -16,7 +20,7 @@ import os
 import shutil
 import sys
 
-from . import document, parse
+from . import document, parse, torch_parse
 from .model import Model
 
 PROG = "report.py"
@@ -34,6 +38,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="reports folder (default: the JSON's folder)")
     ap.add_argument("--cmd", default="sdrop_bench", help="the command line, for the record")
     ap.add_argument("--no-plot", action="store_true")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--pytorch", metavar="TORCH_JSON",
+                   help="bench/frameworks/torch_bench.py's JSON, for the PyTorch section")
+    g.add_argument("--pytorch-skipped", metavar="REASON",
+                   help="why the PyTorch comparison was not run (said in its section)")
     args = ap.parse_args(argv)
     out = args.out or os.path.dirname(os.path.abspath(args.json))
     os.makedirs(out, exist_ok=True)
@@ -44,12 +53,18 @@ def main(argv=None) -> int:
         return fail(str(e))
     if not run.results:
         return fail(f"no sdrop_bench results recognised in {args.json}")
+    torch_run = None
+    if args.pytorch:
+        try:
+            torch_run = torch_parse.load(args.pytorch)
+        except parse.ParseError as e:
+            return fail(str(e))
     raw = os.path.join(out, "bench.json")
     if os.path.abspath(raw) != os.path.abspath(args.json):
         shutil.copyfile(args.json, raw)
 
     m = Model(run)
-    doc = document.build(m, args.cmd, run.errors)
+    doc = document.build(m, args.cmd, run.errors, torch_run, args.pytorch_skipped)
     md_path = os.path.join(out, "bench.md")
     with open(md_path, "w") as f:
         f.write("\n".join(doc.markdown))
@@ -64,7 +79,7 @@ def main(argv=None) -> int:
         else:
             plot(m, png)
 
-    print("\n".join(doc.head))
+    print("\n".join(doc.head + doc.torch_head))
     print(f"\nWrote {md_path}, {raw}" + (f", {png}" if plotted else ""))
     if run.errors:
         for e in run.errors:

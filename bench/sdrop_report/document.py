@@ -1,12 +1,13 @@
-"""bench.md put together: the CPU and GPU headlines, the run's description, the errors and the
-tables. A run without GPU rows reads as a CPU-only report, a GPU-only run gives only the GPU
-sections."""
-from dataclasses import dataclass
-from typing import List
+"""bench.md put together: the CPU and GPU headlines, the run's description, the PyTorch
+comparison (when given), the errors and the tables. A run without GPU rows reads as a CPU-only
+report, a GPU-only run gives only the GPU sections."""
+from dataclasses import dataclass, field
+from typing import List, Optional
 
-from . import render_cpu, render_gpu
+from . import render_cpu, render_gpu, render_torch
 from .fmt import num
 from .model import Model
+from .torch_parse import TorchRun
 
 
 def run_lines(m: Model, cmdline: str) -> List[str]:
@@ -30,9 +31,11 @@ def run_lines(m: Model, cmdline: str) -> List[str]:
 class Document:
     head: List[str]      # the headline, also printed to stdout
     markdown: List[str]  # the whole of bench.md
+    torch_head: List[str] = field(default_factory=list)  # the PyTorch targets, for stdout
 
 
-def build(m: Model, cmdline: str, errors: List[str]) -> Document:
+def build(m: Model, cmdline: str, errors: List[str], torch_run: Optional[TorchRun] = None,
+          torch_skipped: Optional[str] = None) -> Document:
     cpu = m.has_cpu()
     head = []
     gpu = render_gpu.headline(m)
@@ -44,10 +47,17 @@ def build(m: Model, cmdline: str, errors: List[str]) -> Document:
     if not cpu:
         head += run_lines(m, cmdline)
     md = ["# sdrop benchmark report", ""] + head
+    torch_head = []
+    if torch_run is not None:
+        md += [""] + render_torch.section(torch_run)
+        torch_head = ["", render_torch.TITLE + " (issue 11 targets)", ""] + \
+            render_torch.target_lines(render_torch.TorchModel(torch_run))
+    elif torch_skipped:
+        md += ["", render_torch.TITLE, "", f"Not run: {torch_skipped}."]
     if errors:
         md += ["", "## Errors", ""] + [f"- `{e}`" for e in errors]
     md += [""]
     if cpu:
         md += render_cpu.tables(m) + [""]
     md += render_gpu.tables(m)
-    return Document(head, md)
+    return Document(head, md, torch_head)

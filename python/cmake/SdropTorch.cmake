@@ -68,6 +68,17 @@ if (_torch_cuda AND _cuda_inc)
   target_include_directories(_torch_ops SYSTEM PRIVATE "${_cuda_inc}")
   target_link_libraries(_torch_ops PRIVATE torch_cuda c10_cuda)
 endif ()
+# sdrop.torch's eager calls in one crossing (src/torch_eager.cpp): a Python extension over
+# torch's pybind11 and libtorch_python, calling the operators above through the dispatcher.
+Python_add_library(_torch_eager MODULE WITH_SOABI src/torch_eager.cpp)
+set_target_properties(_torch_eager PROPERTIES INSTALL_RPATH "$ORIGIN" CXX_STANDARD 20
+                                              CXX_VISIBILITY_PRESET hidden)
+target_include_directories(_torch_eager SYSTEM PRIVATE ${_torch_inc})
+target_compile_definitions(_torch_eager PRIVATE _GLIBCXX_USE_CXX11_ABI=${_abi})
+target_link_directories(_torch_eager PRIVATE "${_torch_lib}")
+target_link_libraries(_torch_eager PRIVATE torch_python torch torch_cpu c10)
+install(TARGETS _torch_eager LIBRARY DESTINATION sdrop)
+
 # The version the operators were built for: sdrop.torch refuses to load them into another.
 file(WRITE "${CMAKE_CURRENT_BINARY_DIR}/_torch_build.py"
      "# Generated at build time: the torch the operator library was built against.\n"

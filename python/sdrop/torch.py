@@ -64,6 +64,20 @@ _dropout_ = _ops.dropout_.default
 _draw_seed = _ops.draw_seed.default
 _seeded_step = _ops.seeded_step.default
 
+# Eager calls go through _torch_eager (python/src/torch_eager.cpp): the same operators through
+# the same dispatcher, in one crossing from Python instead of two boxed op calls and the
+# seed tensors' construction. Not while torch.compile or torch.export traces (they see the
+# operators as written below), nor for an input whose __torch_function__ (a subclass, a
+# TorchFunctionMode) must see the ops called from Python.
+from . import _torch_eager as _eager  # noqa: E402  (needs the operators loaded)
+
+_compiling = torch.compiler.is_compiling
+_has_torch_function = torch.overrides.has_torch_function_unary
+
+
+def _eager_ok(x) -> bool:
+    return not _compiling() and not _has_torch_function(x)
+
 
 # The random ops' fakes: int64 scalars on the CPU, whatever the device of `like`.
 @torch.library.register_fake("sdrop::draw_seed")
@@ -124,6 +138,20 @@ def _run(x, p, seed_t, offset_t, axes, flags, inplace, origin, logical):
     return (_dropout_ if inplace else _dropout)(x, seed_t, offset_t, p, axes, flags, origin, logical)
 
 
+def _call(x, p, seed, offset, axes, flags, inplace, shard):
+    """One call of the functions: (seed, offset) given, or drawn from torch's generator."""
+    origin, logical = _shard_args(shard, x)
+    if _eager_ok(x):
+        if seed is None:
+            if offset is not None:
+                _seed_tensors(x, seed, offset)  # raises what it raises on every path
+            return _eager.drawn(x, p, axes, flags, inplace, origin, logical)
+        return _eager.seeded(x, _i64(seed, "seed"), _i64(0 if offset is None else offset, "offset"),
+                             p, axes, flags, inplace, origin, logical)
+    seed_t, offset_t = _seed_tensors(x, seed, offset)
+    return _run(x, p, seed_t, offset_t, axes, flags, inplace, origin, logical)
+
+
 # ---- functions -------------------------------------------------------------------------------------
 def spatial_dropout(x: torch.Tensor, p: float, *, seed: Optional[int] = None,
                     offset: Optional[int] = None, layout: str = "channels_first",
@@ -139,10 +167,7 @@ def spatial_dropout(x: torch.Tensor, p: float, *, seed: Optional[int] = None,
         raise TypeError("out= is for NumPy arrays; a torch tensor gets a new tensor (or inplace=True)")
     p = _check_p(p)
     axes = _sd.mask_axes_bits(mask_axes, x.dim(), layout)
-    seed_t, offset_t = _seed_tensors(x, seed, offset)
-    origin, logical = _shard_args(shard, x)
-    return _run(x, p, seed_t, offset_t, axes, _sd.flags(nan_propagate, scale_in_dtype), inplace,
-                origin, logical)
+    return _call(x, p, seed, offset, axes, _sd.flags(nan_propagate, scale_in_dtype), inplace, shard)
 
 
 def mask(x: torch.Tensor, p: float, *, seed: Optional[int] = None, offset: Optional[int] = None,
@@ -175,9 +200,11 @@ def _feature(input, p, training, inplace, seed, offset, axes, shard):
     p = _check_p(p)
     if not training or p == 0.0 or input.numel() == 0:
         return input  # as torch: the input itself
-    seed_t, offset_t = _seed_tensors(input, seed, offset)
-    origin, logical = _shard_args(shard, input)
-    return _run(input, p, seed_t, offset_t, axes, _TORCH_FLAGS, inplace, origin, logical)
+    if (seed is None and offset is None and shard is None and not _compiling()
+            and not _has_torch_function(input)):  # _eager_ok, inline
+        # The common call, without _call's frames (at 1×16×8×8 each one is a few % of it).
+        return _eager.drawn(input, p, axes, _TORCH_FLAGS, inplace)
+    return _call(input, p, seed, offset, axes, _TORCH_FLAGS, inplace, shard)
 
 
 def _rank_error(name, got, want):
@@ -289,8 +316,13 @@ class _Philox(nn.Module):
     def _dropout(self, x, axes, flags):
         if not self.training or self.p == 0.0 or x.numel() == 0:
             return x
-        seed_t, offset_t = self._seed_offset(x)
         origin, logical = self._shard_for(x)
+        if _eager_ok(x):
+            if self._seed is None:
+                return _eager.drawn(x, self.p, axes, flags, self.inplace, origin, logical)
+            return _eager.stepped(x, self._seed, self._state, self.p, axes, flags, self.inplace,
+                                  origin, logical)
+        seed_t, offset_t = self._seed_offset(x)
         return _run(x, self.p, seed_t, offset_t, axes, flags, self.inplace, origin, logical)
 
     def get_extra_state(self):

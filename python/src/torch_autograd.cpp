@@ -43,6 +43,9 @@ T call_dropout(const char* name, const T& x, const T& seed, const T& offset, dou
 
 void save(AutogradContext* ctx, const T& seed, const T& offset, double p, int64_t axes,
           int64_t flags, Shape origin, Shape logical) {
+  // Sized once: grown entry by entry, the map rehashes several times per call, which at the
+  // tiny size costs about as much as the kernel.
+  ctx->saved_data.reserve(7);
   ctx->saved_data["seed"] = seed;
   ctx->saved_data["offset"] = offset;
   ctx->saved_data["p"] = p;
