@@ -243,13 +243,18 @@ def parse(data: dict) -> BenchRun:
     return BenchRun(context, sizes, results, errors)
 
 
-def load(path: str) -> BenchRun:
+def load_with(path: str, parse_fn):
+    """parse_fn(the JSON at path), with the path in any ParseError."""
     try:
         with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError) as e:
         raise ParseError(f"cannot read {path}: {e}") from e
     try:
-        return parse(data)
+        return parse_fn(data)
     except ParseError as e:
         raise ParseError(f"{path} {e}") from e
+
+
+def load(path: str) -> BenchRun:
+    return load_with(path, parse)

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from .parse import ParseError
+from .parse import ParseError, load_with
 
 SCHEMA = "sdrop-torch-bench/1"
 CONTENDERS = ("torch", "sdrop", "sdrop_seed", "clone")
@@ -98,15 +98,7 @@ def parse(data: dict) -> TorchRun:
 
 
 def load(path: str) -> TorchRun:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ParseError(f"cannot read {path}: {e}") from e
-    try:
-        return parse(data)
-    except ParseError as e:
-        raise ParseError(f"{path} {e}") from e
+    return load_with(path, parse)
 
 
 def case_order(run: TorchRun) -> List[TorchCase]:
