@@ -13,7 +13,6 @@ median_s: seconds per call, the median over the rounds ("clone" is x.clone(), a 
 absent from older files); fresh_s: torch.empty_like + fill_ of
 the fresh tensor; reused_s: the same fill_ of a tensor already touched.
 """
-import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
