@@ -15,6 +15,7 @@
 #include "plan.h"
 #include "sdrop/sdrop.h"
 #include "tensor.h"
+#include "thread_pool.h"
 #include "opencl.h"
 #include "verbose.h"
 
@@ -263,6 +264,14 @@ const char* sdrop_status_name(sdrop_status s) { return status_name(s); }
 void sdrop_set_num_threads(int n) { set_num_threads(n); }
 
 int sdrop_get_num_threads(void) { return get_num_threads(); }
+
+sdrop_status sdrop_set_parallel_runner(sdrop_parallel_for_fn run, void* context, int threads) {
+  return set_parallel_runner(run, context, threads);
+}
+
+void sdrop_get_parallel_runner(sdrop_parallel_for_fn* run, void** context, int* threads) {
+  get_parallel_runner(run, context, threads);
+}
 
 void sdrop_set_verbose(int level) { set_verbose(level); }
 

@@ -6,6 +6,7 @@
 #include "gpu.h"
 #include "halide_hooks.h"
 #include "kernel_table.h"
+#include "thread_pool.h"
 #include "sdrop_config.h"   // generated: SDROP_SERIAL_BYTES, SDROP_SKIP_DROPPED_BYTES
 #include "sdrop_kernels.h"  // generated: prototypes + SDROP_FOR_EACH_KERNEL
 
@@ -77,7 +78,7 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
   // Work that fits in a core's cache runs on the calling thread: waking the pool costs more
   // than the second thread saves there.
   const uint64_t out_bytes = uint64_t(y.numel) * uint64_t(y.itemsize);
-  const bool serial = get_num_threads() == 1 || out_bytes <= uint64_t(SDROP_SERIAL_BYTES);
+  const bool serial = call_threads() == 1 || out_bytes <= uint64_t(SDROP_SERIAL_BYTES);
   // Exact-zero calls too large for the cache: a dropped row's read of x costs more than the
   // branch per vector that skipping it takes (rows kernels; the others ignore it).
   const bool skip_dropped = op == Op::dropout && !a.multiply &&
@@ -95,6 +96,14 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
     return call_kernel(g_table, v, op, plan.shape, dtype, a, plan, c, b, serial, skip_dropped);
   })) {
     return s;
+  }
+  int32_t ran, of;
+  if (runner_shortfall(&ran, &of)) {
+    clear_halide_message();
+    return fail(SDROP_ERROR_INTERNAL,
+                "the parallel runner set with sdrop_set_parallel_runner returned after running "
+                "%d of the %d tasks it was given (it must run each once)",
+                int(ran), int(of));
   }
   return code == 0 ? SDROP_OK : status_of(code);
 }

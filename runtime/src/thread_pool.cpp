@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "error.h"
 #include "fpenv.h"
 
 namespace sdrop {
@@ -18,6 +19,57 @@ constexpr int kMaxThreads = 256;
 constexpr int64_t kSpinNs = 100 * 1000;
 
 thread_local bool t_in_pool = false;  // a worker, or a caller running a loop: nested loops run serially
+
+// This thread's runner (sdrop_set_parallel_runner), and what the last incomplete run did.
+struct Runner {
+  sdrop_parallel_for_fn run;
+  void* context;
+  int threads;
+};
+thread_local Runner t_runner{nullptr, nullptr, 0};
+thread_local int32_t t_ran = 0, t_of = 0;
+
+// One loop handed to a runner: the Halide task and what its tasks report back.
+struct RunnerJob {
+  halide_task_t f;
+  void* uc;
+  uint8_t* closure;
+  int min;
+  std::atomic<int> error;
+  std::atomic<int32_t> done;
+};
+
+void runner_task(void* job, int32_t i) {
+  auto* j = static_cast<RunnerJob*>(job);
+  const bool was = t_in_pool;
+  t_in_pool = true;  // a loop inside a task (none today) runs on its thread
+  {
+    FpEnvGuard env;  // the runner's threads keep whatever state their owner gave them
+    if (int r = j->f(j->uc, j->min + i, j->closure)) {
+      int zero = 0;
+      j->error.compare_exchange_strong(zero, r);
+    }
+  }
+  t_in_pool = was;
+  j->done.fetch_add(1, std::memory_order_relaxed);
+}
+
+int run_on_runner(const Runner& r, void* uc, halide_task_t f, int min, int size,
+                  uint8_t* closure) {
+  RunnerJob j{f, uc, closure, min, {0}, {0}};
+  r.run(r.context, size, &runner_task, &j);
+  // The runner's return orders its tasks' writes before ours (its contract); the counter
+  // catches a runner that dropped some.
+  const int32_t done = j.done.load(std::memory_order_acquire);
+  if (done != size) {
+    if (t_of == 0) {
+      t_ran = done;
+      t_of = size;
+    }
+    return -1;  // for a kernel built with asserts
+  }
+  return j.error.load();
+}
 
 // pthreads and clock_gettime only: the static library links into C programs, without the
 // C++ runtime.
@@ -162,9 +214,42 @@ std::atomic<int> g_pool_threads{1};
 }  // namespace
 
 int pool_do_par_for(void* uc, halide_task_t f, int min, int size, uint8_t* closure) {
+  if (t_runner.run) {
+    if (size <= 1 || t_runner.threads <= 1 || t_in_pool) {
+      return Pool::serial(uc, f, min, size, closure);
+    }
+    return run_on_runner(t_runner, uc, f, min, size, closure);
+  }
   const int threads = g_pool_threads.load(std::memory_order_relaxed);
   if (size <= 1 || threads <= 1 || t_in_pool) return Pool::serial(uc, f, min, size, closure);
   return g_pool.run(uc, f, min, size, closure, threads);
+}
+
+int call_threads() {
+  return t_runner.run ? t_runner.threads : g_pool_threads.load(std::memory_order_relaxed);
+}
+
+sdrop_status set_parallel_runner(sdrop_parallel_for_fn run, void* context, int threads) {
+  if (run && threads < 1) {
+    return fail(SDROP_ERROR_INVALID_ARGUMENT,
+                "sdrop_set_parallel_runner: threads must be >= 1 with a runner, got %d", threads);
+  }
+  t_runner = run ? Runner{run, context, threads} : Runner{nullptr, nullptr, 0};
+  return SDROP_OK;
+}
+
+void get_parallel_runner(sdrop_parallel_for_fn* run, void** context, int* threads) {
+  if (run) *run = t_runner.run;
+  if (context) *context = t_runner.context;
+  if (threads) *threads = t_runner.threads;
+}
+
+bool runner_shortfall(int32_t* ran, int32_t* of) {
+  if (t_of == 0) return false;
+  *ran = t_ran;
+  *of = t_of;
+  t_ran = t_of = 0;
+  return true;
 }
 
 void set_pool_threads(int n) {

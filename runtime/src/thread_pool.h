@@ -7,9 +7,13 @@
 // The caller takes tasks too; tasks are handed out one at a time from an atomic counter.
 // One loop runs at a time: a caller that finds the pool busy (another thread's call, or a
 // nested loop) runs its loop on its own thread, which gives the same results.
+// A thread that set a runner (sdrop_set_parallel_runner) runs its loops on that instead.
 #pragma once
 
+#include <cstdint>
+
 #include "HalideRuntime.h"
+#include "sdrop/sdrop.h"
 
 namespace sdrop {
 
@@ -19,5 +23,17 @@ int pool_do_par_for(void* uc, halide_task_t f, int min, int size, uint8_t* closu
 
 // Threads a loop may use (the caller included); workers are started when first needed.
 void set_pool_threads(int n);
+
+// Threads a call on this thread runs on: its runner's count when it set one, else the pool's.
+int call_threads();
+
+// The calling thread's runner (docs/c-api.md#parallel-runner).
+sdrop_status set_parallel_runner(sdrop_parallel_for_fn run, void* context, int threads);
+void get_parallel_runner(sdrop_parallel_for_fn* run, void** context, int* threads);
+
+// The kernels are compiled without asserts, so a loop's result does not reach the caller:
+// a runner that returned with tasks not run is noted on the calling thread instead.
+// runner_shortfall() returns false, or true with how many of how many tasks ran, and clears.
+bool runner_shortfall(int32_t* ran, int32_t* of);
 
 }  // namespace sdrop

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "halide_hooks.h"
+#include "thread_pool.h"
 
 namespace sdrop {
 
@@ -96,7 +97,7 @@ void verbose_print(const CallRecord& r, sdrop_status status) {
                r.run.variant[0] ? r.run.variant : "none", r.op, dt, shape, xs, ys,
                unsigned(r.params->mask_axes), r.params->p, unsigned(r.params->flags),
                canonical, ext[0] ? ext : "none", r.run.calls, int(r.run.serial),
-               int(r.run.skip_dropped), get_num_threads(), us);
+               int(r.run.skip_dropped), call_threads(), us);
   if (level < 2 || !r.plan) return;
   const Plan& p = *r.plan;
   for (int d = 0; d < 3; d++) {

@@ -128,6 +128,32 @@ SDROP_API void sdrop_set_num_threads(int n);
 /* The count actually used (>= 1). */
 SDROP_API int sdrop_get_num_threads(void);
 
+/* ---- Parallel loops on the caller's threads --------------------------------------------
+   By default a call's parallel loop runs on sdrop's own pool (its workers spin briefly
+   between calls, then sleep). A program that has a pool of its own (PyTorch's intra-op
+   threads, XLA's, an application's) can run sdrop's loops on it instead, so that two pools
+   do not compete for the same cores: sdrop then starts no thread of its own for those calls.
+   The runner is per thread (like the GPU handles below): it applies to the calls made on the
+   thread that set it.
+     run(context, n, task, task_context) must call task(task_context, i) exactly once for
+     every i in [0, n), on any of its threads, in any order, concurrently or not, and return
+     after the last has returned. Tasks neither throw nor block on each other; each runs
+     with the IEEE floating-point default, whatever the thread's state (and restores it).
+   threads: how many threads the runner has (the caller included); with 1 a call runs on the
+   calling thread without calling run. A runner that returns with a task not run makes the
+   call fail with SDROP_ERROR_INTERNAL, naming how many ran. */
+typedef void (*sdrop_task_fn)(void* task_context, int32_t i);
+typedef void (*sdrop_parallel_for_fn)(void* context, int32_t n, sdrop_task_fn task,
+                                      void* task_context);
+/* Sets this thread's runner; run = NULL goes back to sdrop's pool (context and threads are
+   then ignored). SDROP_ERROR_INVALID_ARGUMENT, and nothing changes, when run is set and
+   threads < 1. */
+SDROP_API sdrop_status sdrop_set_parallel_runner(sdrop_parallel_for_fn run, void* context,
+                                                 int threads);
+/* This thread's runner (NULL, NULL, 0 when none); any pointer may be NULL. */
+SDROP_API void sdrop_get_parallel_runner(sdrop_parallel_for_fn* run, void** context,
+                                         int* threads);
+
 /* ---- Verbose mode, in the style of ONEDNN_VERBOSE -------------------------------------
    Level 1: one line per call on stderr, as the call returns:
      sdrop_verbose,exec,<variant>,<op>,<dtype>,shape=2x3x4,x_strides=12:4:1,y_strides=...,
