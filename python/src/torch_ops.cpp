@@ -36,6 +36,7 @@ T run_dropout(const T& x, const T& seed, const T& offset, double p, int64_t axes
   T y = out ? *out : new_like(x);
   const Shard shard(origin, logical, x.dim());
   use_current_stream(x);
+  TorchThreads threads(x);
   DL dx(x), dy(y);
   check(backward ? sdrop_backward_sharded(&prm, shard.get(), &dx.t, &dy.t)
                  : sdrop_forward_sharded(&prm, shard.get(), &dx.t, &dy.t));
@@ -71,6 +72,7 @@ T mask(const T& like, const T& seed, const T& offset, double p, int64_t axes, bo
   T m = at::empty(noise_shape(like, axes), like.options().dtype(as_bool ? at::kBool : at::kByte));
   const Shard shard(origin, logical, like.dim());
   use_current_stream(like);
+  TorchThreads threads(like);
   DL dm(m);
   check(sdrop_mask_sharded(&prm, shard.get(), &dm.t));
   return m;
@@ -84,6 +86,7 @@ T apply_mask(const T& x, const T& m, double p, int64_t axes, int64_t flags) {
   const sdrop_params prm{p, 0, 0, uint32_t(axes), uint32_t(flags)};
   T y = at::empty_like(x);
   use_current_stream(x);
+  TorchThreads threads(x);
   DL dx(x), dm(m), dy(y);
   check(sdrop_apply_mask(&prm, &dx.t, &dm.t, &dy.t));
   return y;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
@@ -110,6 +111,39 @@ struct Shard {
     }
   }
   const sdrop_shard* get() const { return (s.origin || s.logical_shape) ? &s : nullptr; }
+};
+
+// While alive, this thread's CPU calls run their parallel loops on PyTorch's intra-op threads
+// (at::parallel_for, torch.get_num_threads() of them) instead of sdrop's own pool: two pools
+// on the same cores, each spinning a while after its work, slow each other down (a training
+// step alternates between torch's ops and sdrop's). The caller's runner is put back after.
+class TorchThreads {
+ public:
+  explicit TorchThreads(const at::Tensor& t) : on_(t.is_cpu()) {
+    if (!on_) return;
+    sdrop_get_parallel_runner(&run_, &ctx_, &threads_);
+    sdrop_set_parallel_runner(&TorchThreads::run, nullptr, at::get_num_threads());
+  }
+  ~TorchThreads() {
+    if (on_) sdrop_set_parallel_runner(run_, ctx_, threads_);
+  }
+  TorchThreads(const TorchThreads&) = delete;
+  TorchThreads& operator=(const TorchThreads&) = delete;
+
+ private:
+  static void run(void*, int32_t n, sdrop_task_fn task, void* task_context) {
+    try {
+      at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; i++) task(task_context, int32_t(i));
+      });
+    } catch (...) {
+      // Nothing may cross back into C; sdrop counts the tasks and fails the call.
+    }
+  }
+  bool on_;
+  sdrop_parallel_for_fn run_ = nullptr;
+  void* ctx_ = nullptr;
+  int threads_ = 0;
 };
 
 // CUDA tensors run on PyTorch's current stream of their device (torch_cuda.cpp); a no-op

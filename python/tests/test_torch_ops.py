@@ -1,5 +1,10 @@
 """The PyTorch operators (torch.ops.sdrop.*): bit-for-bit PyTorch arithmetic, sdrop's masks,
 C++ autograd that saves nothing tensor-sized, in-place semantics, Meta kernels, refusals."""
+import os
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -200,3 +205,30 @@ def test_refusals_raise_python_exceptions_with_the_c_message():
     # the functional forms check p as torch does
     with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1"):
         st.dropout2d(torch.ones(2, 3, 4, 4), 1.5)
+
+
+def test_cpu_calls_run_on_torchs_intra_op_threads():
+    # The operators lend torch's threads to sdrop (docs/python.md#pytorch-operators): a call's
+    # thread count follows torch.set_num_threads, not sdrop's own setting, and the bits do
+    # not depend on it. Verbose lines (stderr of the C library) say the count, so the check
+    # runs in a subprocess.
+    code = """
+import torch, sdrop, sdrop.torch  # the latter registers torch.ops.sdrop
+x = torch.randn(8, 32, 48, 48)  # 2.4 MB: large enough for a parallel loop
+seed, off = torch.tensor(5), torch.tensor(6)
+sdrop.set_num_threads(1)
+outs = []
+for n in (1, 2, 3):
+    torch.set_num_threads(n)
+    outs.append(torch.ops.sdrop.dropout(x, seed, off, 0.5, 0b11, 0))
+    outs.append(torch.ops.sdrop.dropout_backward(x, seed, off, 0.5, 0b11, 1))
+assert all(torch.equal(o, outs[k % 2]) for k, o in enumerate(outs)), "bits depend on threads"
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, SDROP_VERBOSE="1"))
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("sdrop_verbose,exec")]
+    assert [re.search(r",threads=(\d+),", ln).group(1) for ln in lines] == \
+        ["1", "1", "2", "2", "3", "3"], r.stderr
+    assert all(",serial=1," in ln for ln in lines[:2]), lines
+    assert all(",serial=0," in ln for ln in lines[2:]), lines
