@@ -32,8 +32,8 @@ from ._errors import (  # noqa: F401  (re-exported)
 
 __all__ = [
     "spatial_dropout", "spatial_dropout_backward", "mask", "apply_mask", "spatial_axes",
-    "set_num_threads", "get_num_threads", "version", "last_error", "cpu_isa", "host_cpu_isa",
-    "set_max_cpu_isa", "get_max_cpu_isa", "flags", "Status", "SdropError",
+    "set_num_threads", "get_num_threads", "set_verbose", "get_verbose", "version", "last_error",
+    "cpu_isa", "host_cpu_isa", "set_max_cpu_isa", "get_max_cpu_isa", "flags", "Status", "SdropError",
     "SdropInvalidArgument", "SdropUnsupported", "SdropBackendUnavailable", "SdropOutOfMemory",
     "SdropInternalError", "FLAG_MULTIPLY", "FLAG_SCALE_IN_DTYPE",
 ]
@@ -249,6 +249,16 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     return int(_sdrop.get_num_threads())
+
+
+def set_verbose(level: int) -> None:
+    """One line per call on stderr (1), plus the plan (2), or none (0): docs/c-api.md#verbose-mode.
+    Starts from the environment variable SDROP_VERBOSE."""
+    _sdrop.set_verbose(int(level))
+
+
+def get_verbose() -> int:
+    return int(_sdrop.get_verbose())
 
 
 def version() -> str:

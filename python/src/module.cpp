@@ -138,6 +138,8 @@ NB_MODULE(_sdrop, m) {
   });
   m.def("set_num_threads", &sdrop_set_num_threads);
   m.def("get_num_threads", &sdrop_get_num_threads);
+  m.def("set_verbose", &sdrop_set_verbose);
+  m.def("get_verbose", &sdrop_get_verbose);
   m.def("version", &sdrop_version);
   m.def("last_error", &sdrop_last_error);
   m.def("set_max_cpu_isa", [](int isa) { check(sdrop_set_max_cpu_isa(sdrop_cpu_isa(isa))); });

@@ -1,4 +1,5 @@
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -19,6 +20,27 @@ def bits_equal(a, b):
 def rand(shape, dtype=np.float32, seed=0):
     r = np.random.default_rng(seed)
     return (r.standard_normal(shape) + 0.1).astype(dtype)
+
+
+def test_verbose_mode_prints_one_line_per_call(capfd):
+    x = rand((2, 3, 4, 5))
+    level = sdrop.get_verbose()
+    sdrop.set_verbose(1)
+    try:
+        assert sdrop.get_verbose() == 1
+        sdrop.spatial_dropout(x, 0.5, seed=1)
+        with pytest.raises(sdrop.SdropInvalidArgument):
+            sdrop.spatial_dropout(x, 1.5, seed=1)
+    finally:
+        sdrop.set_verbose(level)
+    sdrop.spatial_dropout(x, 0.5, seed=1)  # level 0: nothing
+    err = capfd.readouterr().err.splitlines()
+    assert len(err) == 2, err
+    assert err[0].startswith("sdrop_verbose,exec,cpu:"), err
+    assert re.search(r",forward(_sharded)?,float32,shape=2x3x4x5,", err[0]), err
+    assert re.match(r"sdrop_verbose,error,forward(_sharded)?,SDROP_ERROR_INVALID_ARGUMENT,",
+                    err[1]), err
+    assert "p must be in [0, 1], got 1.5" in err[1]
 
 
 def test_version_threads_and_library():
