@@ -2,6 +2,7 @@
 
     report.py BENCH_JSON [--out DIR] [--cmd CMDLINE] [--no-plot]
               [--pytorch TORCH_JSON | --pytorch-skipped REASON]
+              [--jax JAX_JSON | --jax-skipped REASON]
 
 Writes DIR/bench.json (the raw JSON, copied unless it is already there), DIR/bench.md (the
 tables and the issue-5 targets) and DIR/bench.png (GB/s against size), and prints the headline
@@ -9,6 +10,8 @@ to stdout. Exits non-zero if a benchmark reported an error or the JSON is unusab
 
 --pytorch adds the section "PyTorch: sdrop.torch vs F.dropout2d" (the issue-11 targets) from
 bench/frameworks/torch_bench.py's JSON; --pytorch-skipped says in its place why it was not run.
+--jax adds "JAX: sdrop under jax.jit vs idiomatic JAX and Keras" from
+bench/frameworks/jax_bench.py's JSON in the same way (--jax-skipped REASON in its place).
 
 The GPU rows (sdrop_bench --benchmark_filter=^gpu/, or SDROP_BENCH_GPU=1 run_report.sh) get
 their own sections, with sdrop against cudaMemcpy D2D and cuDNN's dropout (CUDA) or a copy
@@ -20,7 +23,7 @@ import os
 import shutil
 import sys
 
-from . import document, parse, torch_parse
+from . import document, jax_parse, parse, torch_parse
 from .model import Model
 
 PROG = "report.py"
@@ -43,6 +46,11 @@ def main(argv=None) -> int:
                    help="bench/frameworks/torch_bench.py's JSON, for the PyTorch section")
     g.add_argument("--pytorch-skipped", metavar="REASON",
                    help="why the PyTorch comparison was not run (said in its section)")
+    j = ap.add_mutually_exclusive_group()
+    j.add_argument("--jax", metavar="JAX_JSON",
+                   help="bench/frameworks/jax_bench.py's JSON, for the JAX section")
+    j.add_argument("--jax-skipped", metavar="REASON",
+                   help="why the JAX comparison was not run (said in its section)")
     args = ap.parse_args(argv)
     out = args.out or os.path.dirname(os.path.abspath(args.json))
     os.makedirs(out, exist_ok=True)
@@ -59,12 +67,19 @@ def main(argv=None) -> int:
             torch_run = torch_parse.load(args.pytorch)
         except parse.ParseError as e:
             return fail(str(e))
+    jax_run = None
+    if args.jax:
+        try:
+            jax_run = jax_parse.load(args.jax)
+        except parse.ParseError as e:
+            return fail(str(e))
     raw = os.path.join(out, "bench.json")
     if os.path.abspath(raw) != os.path.abspath(args.json):
         shutil.copyfile(args.json, raw)
 
     m = Model(run)
-    doc = document.build(m, args.cmd, run.errors, torch_run, args.pytorch_skipped)
+    doc = document.build(m, args.cmd, run.errors, torch_run, args.pytorch_skipped, jax_run,
+                         args.jax_skipped)
     md_path = os.path.join(out, "bench.md")
     with open(md_path, "w") as f:
         f.write("\n".join(doc.markdown))
@@ -79,7 +94,7 @@ def main(argv=None) -> int:
         else:
             plot(m, png)
 
-    print("\n".join(doc.head + doc.torch_head))
+    print("\n".join(doc.head + doc.torch_head + doc.jax_head))
     print(f"\nWrote {md_path}, {raw}" + (f", {png}" if plotted else ""))
     if run.errors:
         for e in run.errors:

@@ -1,11 +1,12 @@
 """bench.md put together: the CPU and GPU headlines, the run's description, the PyTorch
-comparison (when given), the errors and the tables. A run without GPU rows reads as a CPU-only
+comparison and the JAX one (when given), the errors and the tables. A run without GPU rows reads as a CPU-only
 report, a GPU-only run gives only the GPU sections."""
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from . import render_cpu, render_gpu, render_torch
+from . import render_cpu, render_gpu, render_jax, render_torch
 from .fmt import num
+from .jax_parse import JaxRun
 from .model import Model
 from .torch_parse import TorchRun
 
@@ -32,10 +33,12 @@ class Document:
     head: List[str]      # the headline, also printed to stdout
     markdown: List[str]  # the whole of bench.md
     torch_head: List[str] = field(default_factory=list)  # the PyTorch targets, for stdout
+    jax_head: List[str] = field(default_factory=list)  # the JAX ratios, for stdout
 
 
 def build(m: Model, cmdline: str, errors: List[str], torch_run: Optional[TorchRun] = None,
-          torch_skipped: Optional[str] = None) -> Document:
+          torch_skipped: Optional[str] = None, jax_run: Optional[JaxRun] = None,
+          jax_skipped: Optional[str] = None) -> Document:
     cpu = m.has_cpu()
     head = []
     gpu = render_gpu.headline(m)
@@ -54,10 +57,16 @@ def build(m: Model, cmdline: str, errors: List[str], torch_run: Optional[TorchRu
             render_torch.target_lines(render_torch.TorchModel(torch_run))
     elif torch_skipped:
         md += ["", render_torch.TITLE, "", f"Not run: {torch_skipped}."]
+    jax_head = []
+    if jax_run is not None:
+        md += [""] + render_jax.section(jax_run)
+        jax_head = ["", render_jax.TITLE, ""] + render_jax.headline(jax_run)
+    elif jax_skipped:
+        md += ["", render_jax.TITLE, "", f"Not run: {jax_skipped}."]
     if errors:
         md += ["", "## Errors", ""] + [f"- `{e}`" for e in errors]
     md += [""]
     if cpu:
         md += render_cpu.tables(m) + [""]
     md += render_gpu.tables(m)
-    return Document(head, md, torch_head)
+    return Document(head, md, torch_head, jax_head)
