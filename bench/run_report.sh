@@ -11,6 +11,9 @@
 # (python/install_venv.sh creates it the first time, ~5 GB from PyPI, and reinstalls sdrop
 # into it when its sources changed): reports/bench_pytorch.json and a section of bench.md
 # (SDROP_BENCH_PYTORCH=0 skips it; if the venv cannot be made, the report says so and goes on).
+# Then bench/frameworks/jax_bench.py times sdrop.jax under jax.jit against idiomatic JAX and
+# Keras's SpatialDropout2D (~1-2 min) in the same venv: reports/bench_jax.json and a section of
+# bench.md (SDROP_BENCH_JAX=0 skips it; a failure is said in the report, which goes on).
 # Then sdrop_autosched_bench runs Halide's autoschedulers beside the hand schedule:
 # reports/autosched.md (SDROP_BENCH_AUTOSCHED=0 skips it).
 #
@@ -80,20 +83,30 @@ echo "run_report.sh: benchmarks took ${secs} s" >&2
 [[ -s "$partial" ]] || { echo "run_report.sh: $bin wrote no JSON" >&2; exit 1; }
 mv -f "$partial" "$json"
 
-# PyTorch: sdrop.torch against F.dropout2d in one process, on the thread count the
-# benchmark was given (else 2, the count of SPEC §7's report).
+# The framework benchmarks run on the thread count the benchmark was given (else 2, the count
+# of SPEC §7's report), in the project venv, made or brought up to date once for both.
+tthreads=2
+for a in "$@"; do [[ "$a" == --threads=* ]] && tthreads=${a#--threads=}; done
+tpy="" venv_tried=0
+framework_venv() {
+  if [[ $venv_tried == 0 ]]; then
+    venv_tried=1
+    tpy=$(bash "$root/python/install_venv.sh") || tpy=""
+  fi
+  [[ -n "$tpy" ]]
+}
+
+# PyTorch: sdrop.torch against F.dropout2d in one process.
 torch_json="$root/reports/bench_pytorch.json"
 torch_args=()
 if [[ "${SDROP_BENCH_PYTORCH:-1}" == 0 ]]; then
   torch_args=(--pytorch-skipped "SDROP_BENCH_PYTORCH=0")
 elif [[ "${SDROP_BENCH_GPU:-0}" == only ]]; then
   torch_args=(--pytorch-skipped "a GPU-only run (SDROP_BENCH_GPU=only)")
-elif ! tpy=$(bash "$root/python/install_venv.sh"); then
+elif ! framework_venv; then
   echo "run_report.sh: python/install_venv.sh failed: no PyTorch comparison" >&2
   torch_args=(--pytorch-skipped "python/install_venv.sh failed (see the console)")
 else
-  tthreads=2
-  for a in "$@"; do [[ "$a" == --threads=* ]] && tthreads=${a#--threads=}; done
   rm -f "$torch_json"
   echo "run_report.sh: bench/frameworks/torch_bench.py --threads=$tthreads" >&2
   if "$tpy" "$root/bench/frameworks/torch_bench.py" --threads="$tthreads" --out "$torch_json" \
@@ -105,10 +118,33 @@ else
   fi
 fi
 
+# JAX: sdrop.jax under jax.jit against jax.random.bernoulli + jnp.where and Keras's
+# SpatialDropout2D, in one process (XLA's CPU pool sized by the script's affinity mask).
+jax_json="$root/reports/bench_jax.json"
+jax_args=()
+if [[ "${SDROP_BENCH_JAX:-1}" == 0 ]]; then
+  jax_args=(--jax-skipped "SDROP_BENCH_JAX=0")
+elif [[ "${SDROP_BENCH_GPU:-0}" == only ]]; then
+  jax_args=(--jax-skipped "a GPU-only run (SDROP_BENCH_GPU=only)")
+elif ! framework_venv; then
+  echo "run_report.sh: python/install_venv.sh failed: no JAX comparison" >&2
+  jax_args=(--jax-skipped "python/install_venv.sh failed (see the console)")
+else
+  rm -f "$jax_json"
+  echo "run_report.sh: bench/frameworks/jax_bench.py --threads $tthreads" >&2
+  if "$tpy" "$root/bench/frameworks/jax_bench.py" --threads "$tthreads" --json "$jax_json" \
+       > "$root/reports/bench_jax.txt"; then
+    jax_args=(--jax "$jax_json")
+  else
+    echo "run_report.sh: jax_bench.py failed: no JAX comparison" >&2
+    jax_args=(--jax-skipped "bench/frameworks/jax_bench.py failed (see the console)")
+  fi
+fi
+
 gpu_env=""
 if [[ "${SDROP_BENCH_GPU:-0}" != 0 ]]; then gpu_env="SDROP_BENCH_GPU=$SDROP_BENCH_GPU "; fi
 "$py" "$root/bench/report.py" "$json" --out "$root/reports" \
-  --cmd "${gpu_env}bench/run_report.sh${*:+ $*}" "${torch_args[@]}"
+  --cmd "${gpu_env}bench/run_report.sh${*:+ $*}" "${torch_args[@]}" "${jax_args[@]}"
 
 # Halide's autoschedulers beside the hand schedule (reports/autosched.md; ~1 min). Skipped
 # with SDROP_BENCH_AUTOSCHED=0, and when the binary was not built (the standalone bench build

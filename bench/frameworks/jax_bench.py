@@ -19,7 +19,9 @@ Passes: forward (y) and forward+backward (y and dx = vjp(dy)). Timing: after a w
 is reported. Effective bandwidth counts 2*numel*4 bytes for forward and 4*numel*4 for
 forward+backward (read x, write y; read dy, write dx). Threads: the process is pinned to
 `--threads` cores before JAX starts (XLA's CPU pool sizes itself from the affinity mask) and
-sdrop.set_num_threads gets the same number. The JSON has the environment (versions, flags,
+sdrop.set_num_threads gets the same number (used only where XLA gives its handlers no pool:
+otherwise sdrop's loops run on XLA's intra-op threads). The JSON (schema sdrop-jax-bench/1,
+read by bench/report.py --jax) has the environment (versions, flags,
 load average before and after) and one record per (implementation, pass, size).
 """
 from __future__ import annotations
@@ -53,10 +55,12 @@ if ARGS.threads < 1 or ARGS.threads > len(_cpus):
     sys.exit(f"--threads must be in [1, {len(_cpus)}] (cores available), got {ARGS.threads}")
 os.sched_setaffinity(0, _cpus[:ARGS.threads])
 if ARGS.threads == 1:
+    # XLA's CPU intra-op pool off; sdrop then runs on its own pool, set to one thread below.
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+                               " --xla_cpu_multi_thread_eigen=false").strip()
 os.environ.setdefault("KERAS_BACKEND", "jax")
 LOAD_BEFORE = os.getloadavg()
+START = time.perf_counter()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -170,6 +174,8 @@ def main():
                 file=sys.stderr, flush=True)
     meta = {
         "script": "bench/frameworks/jax_bench.py",
+        "command": " ".join(["jax_bench.py"] + sys.argv[1:]),
+        "seconds": round(time.perf_counter() - START, 1),
         "argv": sys.argv[1:],
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(), "machine": platform.machine(), "python": platform.python_version(),
@@ -184,7 +190,7 @@ def main():
         "load_avg_before": list(LOAD_BEFORE), "load_avg_after": list(os.getloadavg()),
     }
     with open(ARGS.json, "w") as fh:
-        json.dump({"meta": meta, "results": results}, fh, indent=1)
+        json.dump({"schema": "sdrop-jax-bench/1", "meta": meta, "results": results}, fh, indent=1)
     print(table(results, meta))
 
 
