@@ -23,9 +23,16 @@ set(SDROP_RUNTIME_TARGET "${SDROP_TARGET_BASE}-cuda-opencl")
 # says.
 set(SDROP_KERNEL_FEATURES "no_asserts-no_bounds_query-strict_float")
 
-# (op, shape) pairs and dtypes. apply_mask and mask run on the elementwise shape only.
+# (op, shape) pairs and dtypes. apply_mask and mask run on the elementwise shape only; the
+# fused epilogue (docs/epilogue.md: forward, backward, and the row sums of the bias gradient)
+# on rows and channels_last, on the CPU ISAs only (the runtime maps every other layout onto
+# rows of one element).
 set(SDROP_KERNEL_SHAPES "dropout:rows" "dropout:channels_last" "dropout:elementwise"
-                        "apply_mask:elementwise" "mask:elementwise")
+                        "apply_mask:elementwise" "mask:elementwise"
+                        "epilogue:rows" "epilogue:channels_last"
+                        "epilogue_backward:rows" "epilogue_backward:channels_last"
+                        "channel_sum:rows" "channel_sum:channels_last")
+set(SDROP_CPU_ONLY_OPS epilogue epilogue_backward channel_sum)
 set(SDROP_DTYPES f16 bf16 f32 f64)
 
 # Most channels one channels_last kernel call takes (its keep bits live in a stack buffer of
@@ -75,6 +82,9 @@ function(sdrop_add_kernels)
       string(REPLACE ":" ";" pair "${pair}")
       list(GET pair 0 op)
       list(GET pair 1 shape)
+      if (op IN_LIST SDROP_CPU_ONLY_OPS AND isa IN_LIST SDROP_GPU_BACKENDS)
+        continue ()
+      endif ()
       if (op STREQUAL "mask")
         set(dtypes u8)
       else ()

@@ -6,7 +6,10 @@
 
 namespace sdrop {
 
-enum class Op { dropout, apply_mask, mask };
+// epilogue: the fused channel epilogue of docs/epilogue.md, post(r + dropout(act(x + b)));
+// epilogue_backward: its gradients (dresidual, dx); channel_sum: per-row sums of a tensor (the
+// bias gradient's partial sums).
+enum class Op { dropout, apply_mask, mask, epilogue, epilogue_backward, channel_sum };
 
 // The canonical shapes of docs/architecture.md#canonicalisation: rows (a mask bit per
 // contiguous row), channels_last (a bit per element of the innermost axis), elementwise.

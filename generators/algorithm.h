@@ -90,6 +90,15 @@ inline Expr philox_keep_block(Expr block, Expr lane, Expr seed, Expr offset, Exp
 
 // ---- Values -------------------------------------------------------------------------------
 
+// body(v) with v bound to `value` by a Let: a value used several times is then one variable,
+// not a subexpression every later pass copies (chained software float16 conversions grew
+// into expressions that exhausted the generator's memory).
+inline Expr let_in(const char *hint, Expr value, const std::function<Expr(Expr)> &body) {
+  static int unique = 0;  // generators run single-threaded
+  const std::string name = std::string("sdrop_") + hint + std::to_string(unique++);
+  return Internal::Let::make(name, value, body(Internal::Variable::make(value.type(), name)));
+}
+
 // The element types the kernels store (common/kernel_kinds.h), and the type the arithmetic is done in.
 using sdrop::DType;
 using sdrop::Op;
@@ -117,15 +126,16 @@ inline Expr bf16_bits_to_f32(Expr bits) {
   return reinterpret<float>(cast<uint32_t>(bits) << 16);
 }
 inline Expr f32_to_bf16_bits(Expr f) {
-  Expr u = reinterpret<uint32_t>(f);
-  Expr is_nan = (u & u32(0x7fffffffu)) > u32(0x7f800000u);
-  Expr rounded = (u + (u32(0x7fffu) + ((u >> 16) & u32(1)))) >> 16;
-  return cast<uint16_t>(select(is_nan, (u >> 16) | u32(0x40u), rounded));
+  return let_in("bf", reinterpret<uint32_t>(f), [](Expr u) {
+    Expr is_nan = (u & u32(0x7fffffffu)) > u32(0x7f800000u);
+    Expr rounded = (u + (u32(0x7fffu) + ((u >> 16) & u32(1)))) >> 16;
+    return cast<uint16_t>(select(is_nan, (u >> 16) | u32(0x40u), rounded));
+  });
 }
 
 // float16 bits -> float32, exact: subnormals, infinities and NaN payloads kept.
 inline Expr f16_bits_to_f32(Expr bits) {
-  Expr u = cast<uint32_t>(bits);
+  return let_in("h", cast<uint32_t>(bits), [](Expr u) {
   Expr sign = (u & u32(0x8000u)) << 16;
   Expr e = (u >> 10) & u32(0x1fu);
   Expr m = u & u32(0x3ffu);
@@ -134,12 +144,13 @@ inline Expr f16_bits_to_f32(Expr bits) {
   // Zero and subnormals: m * 2^-24 is exact in float32.
   Expr tiny = sign | reinterpret<uint32_t>(strict_float(cast<float>(m) * 5.9604644775390625e-8f));
   return reinterpret<float>(select(e == u32(0), tiny, e == u32(31), special, normal));
+  });
 }
 
 // float32 -> float16 bits, round to nearest even, subnormals kept, NaN kept a quiet NaN,
 // in integer arithmetic (targets without hw_f16).
 inline Expr f32_to_f16_bits(Expr f) {
-  Expr u = reinterpret<uint32_t>(f);
+  return let_in("f", reinterpret<uint32_t>(f), [](Expr u) {
   Expr sign = (u >> 16) & u32(0x8000u);
   Expr a = u & u32(0x7fffffffu);
   Expr nan = sign | u32(0x7e00u) | ((a >> 13) & u32(0x3ffu));
@@ -160,6 +171,7 @@ inline Expr f32_to_f16_bits(Expr f) {
                      a >= u32(0x477ff000u), inf,
                      a >= u32(0x38800000u), normal, sub);
   return cast<uint16_t>(bits);
+  });
 }
 
 inline Expr to_compute(DType t, Expr stored, bool hw_f16) {
@@ -198,7 +210,51 @@ inline Expr dropped_value(DType t, Expr x, Expr multiply, bool hw_f16) {
   return select(multiply, times_zero, Internal::make_zero(storage_type(t, hw_f16)));
 }
 inline Expr dropout_value(DType t, Expr x, Expr keep, Expr scale, Expr multiply, bool hw_f16) {
-  return select(keep, kept_value(t, x, scale, hw_f16), dropped_value(t, x, multiply, hw_f16));
+  return let_in("x", x, [&](Expr xv) {
+    return select(keep, kept_value(t, xv, scale, hw_f16), dropped_value(t, xv, multiply, hw_f16));
+  });
+}
+
+// ---- The fused channel epilogue (docs/epilogue.md) ------------------------------------------
+// y = post(r + dropout(act(x + b))), each step rounded to the storage type as the separate
+// operations would store it, so that fused and unfused results are the same bits. The flags
+// are runtime values (the schedule specializes on the ones that change what is loaded).
+
+// relu(t) = t if t > 0, NaN if t is NaN, else +0.0 (so -0.0 and negatives give +0.0). Float
+// tests here use only < and > (and is_nan): Halide 21 lowers a strict float a <= b as !(b < a),
+// which a NaN passes.
+inline Expr relu(Expr t) {
+  return select(t > 0 || is_nan(t), t, Internal::make_zero(t.type()));
+}
+
+// act(x + b) as stored: the dropout's input. x and b are stored values.
+inline Expr epilogue_pre(DType t, Expr x, Expr b, Expr has_bias, Expr act_relu, bool hw_f16) {
+  Expr sum = from_compute(t, strict_float(to_compute(t, x, hw_f16) + to_compute(t, b, hw_f16)),
+                          hw_f16);
+  return let_in("pre", select(has_bias, sum, x), [&](Expr stored) {
+    // relu commutes with the rounding, so it may act on the stored value's compute form.
+    return select(act_relu, from_compute(t, relu(to_compute(t, stored, hw_f16)), hw_f16),
+                  stored);
+  });
+}
+
+// The gradient through a relu whose stored output is `out`: g where out > 0 or NaN, else +0.0
+// (PyTorch's threshold_backward on the result, as autograd of the unfused sequence does it).
+inline Expr relu_grad(DType t, Expr g, Expr out, bool hw_f16) {
+  return let_in("relu_out", to_compute(t, out, hw_f16), [&](Expr o) {
+    return select(o > 0 || is_nan(o), g, Internal::make_zero(g.type()));
+  });
+}
+
+// post(r + d) as stored, from the dropout's stored output d and the residual r.
+inline Expr epilogue_post(DType t, Expr d, Expr r, Expr has_residual, Expr post_relu,
+                          bool hw_f16) {
+  return let_in("d", to_compute(t, d, hw_f16), [&](Expr dc) {
+    Expr z = select(has_residual, strict_float(to_compute(t, r, hw_f16) + dc), dc);
+    return let_in("z", z, [&](Expr zv) {
+      return from_compute(t, select(post_relu, relu(zv), zv), hw_f16);
+    });
+  });
 }
 
 }  // namespace sdrop::gen

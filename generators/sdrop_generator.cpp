@@ -39,7 +39,10 @@ class SdropGenerator : public Generator<SdropGenerator> {
                         Op::dropout,
                         {{"dropout", Op::dropout},
                          {"apply_mask", Op::apply_mask},
-                         {"mask", Op::mask}}};
+                         {"mask", Op::mask},
+                         {"epilogue", Op::epilogue},
+                         {"epilogue_backward", Op::epilogue_backward},
+                         {"channel_sum", Op::channel_sum}}};
   GeneratorParam<Shape> shape{"shape",
                               Shape::elementwise,
                               {{"rows", Shape::rows},
@@ -71,11 +74,19 @@ class SdropGenerator : public Generator<SdropGenerator> {
       "draws", Draws::block, {{"block", Draws::block}, {"each", Draws::each}}};
 
   void configure() {
-    const bool has_x = op != Op::mask;
-    const bool draws = op != Op::apply_mask;
+    const bool has_x = op != Op::mask;  // channel_sum: x is the tensor summed
+    const bool draws = op != Op::apply_mask && op != Op::channel_sum;
     const Type out_type = op == Op::mask ? UInt(8) : storage_type(dtype, hw_f16());
     const int dims = gpu() ? 4 : 3;
     if (has_x) x = add_input<Buffer<>>("x", storage_type(dtype, hw_f16()), dims);
+    if (epilogue()) {
+      // Broadcast views: the runtime gives the bias x's rank with stride 0 off the channel
+      // axis (rows: stride 0 along d0; channels_last: along d1), and without a bias or a
+      // residual it passes stand-ins (zeros; x) that the flags below keep unused.
+      bias = add_input<Buffer<>>("bias", storage_type(dtype, hw_f16()), dims);
+      residual = add_input<Buffer<>>("residual", storage_type(dtype, hw_f16()), dims);
+    }
+    if (op == Op::epilogue_backward) dy = add_input<Buffer<>>("dy", storage_type(dtype, hw_f16()), dims);
     if (op == Op::apply_mask) mask_in = add_input<Buffer<>>("mask", UInt(8), dims);
     if (draws) {
       seed = add_input<uint64_t>("seed");
@@ -86,10 +97,10 @@ class SdropGenerator : public Generator<SdropGenerator> {
       ms2 = add_input<int64_t>("ms2");
       threshold = add_input<uint32_t>("threshold");
       keep_all = add_input<bool>("keep_all");
-    } else {
+    } else if (op == Op::apply_mask) {
       keep_none = add_input<bool>("keep_none");
     }
-    if (has_x) {
+    if (has_x && op != Op::channel_sum) {
       multiply = add_input<bool>("multiply");
       scale_f32 = add_input<float>("scale_f32");
       scale_f64 = add_input<double>("scale_f64");
@@ -102,16 +113,41 @@ class SdropGenerator : public Generator<SdropGenerator> {
     // per vector (the runtime's choice for exact-zero calls too large for the cache, where
     // the read of a dropped row costs more than the branch). Other shapes and GPU kernels
     // take it for one signature: GPU rows never read dropped rows anyway.
-    if (op == Op::dropout) skip_dropped = add_input<bool>("skip_dropped");
-    y = add_output<Buffer<>>(op == Op::mask ? "mask_out" : "y", out_type, dims);
+    if (op == Op::dropout || epilogue()) skip_dropped = add_input<bool>("skip_dropped");
+    if (epilogue()) {
+      has_bias = add_input<bool>("has_bias");
+      has_residual = add_input<bool>("has_residual");
+      act_relu = add_input<bool>("act_relu");
+      post_relu = add_input<bool>("post_relu");
+    }
+    // Backward without a dresidual to write: the runtime passes dx for both outputs, and the
+    // first value is then dx's too (the same bits twice, so the order of the stores is moot).
+    if (op == Op::epilogue_backward) want_dr = add_input<bool>("want_dr");
+    if (op == Op::channel_sum) {
+      y = add_output<Buffer<>>("sum", compute_type(), 2);
+    } else if (op == Op::epilogue_backward) {
+      // (dresidual, dx).
+      y = add_output<Buffer<>>("dxr", {out_type, out_type}, dims);
+    } else {
+      y = add_output<Buffer<>>(op == Op::mask ? "mask_out" : "y", out_type, dims);
+    }
   }
 
   void generate() {
-    if (op != Op::dropout && shape != Shape::elementwise) {
+    const bool fused = epilogue() || op == Op::channel_sum;
+    if (op != Op::dropout && !fused && shape != Shape::elementwise) {
       std::fprintf(stderr, "sdrop generator: apply_mask and mask have the elementwise shape only\n");
       std::abort();
     }
+    if (fused && (shape == Shape::elementwise || gpu())) {
+      std::fprintf(stderr, "sdrop generator: the epilogue is built for CPU rows and channels_last\n");
+      std::abort();
+    }
     Func out = *y;
+    if (op == Op::channel_sum) {
+      define_channel_sum(out);
+      return;
+    }
     if (gpu()) {
       define_gpu(out);
       return;
@@ -132,9 +168,72 @@ class SdropGenerator : public Generator<SdropGenerator> {
     }
     if (op == Op::mask) {
       out(d0, d1, d2) = cast<uint8_t>(select(keep, 1, 0));
+    } else if (op == Op::epilogue_backward) {
+      out(d0, d1, d2) = backward_at(d0, d1, d2, keep, false);
     } else {
-      out(d0, d1, d2) = value((*x)(d0, d1, d2), keep);
+      out(d0, d1, d2) = element(d0, d1, d2, keep);
     }
+  }
+
+  // Backward of the epilogue at element (i0, i1, i2), as autograd of the unfused sequence
+  // computes it, with the mask redrawn and post' recomputed from x, b and r: g = post'(y) dy is
+  // dresidual, and dx = act'(a) * dropout(g). `dropped`: the keep bit is known to be 0 in
+  // exact-zero mode (a rows kernel's dropped row), so dx = +0.0 and x is not read.
+  Tuple backward_at(Expr i0, Expr i1, Expr i2, Expr keep, bool dropped) {
+    const Expr zero = Internal::make_zero(storage_type(dtype, hw_f16()));
+    const Expr dyv = (*dy)(i0, i1, i2);
+    const Expr pre = dropped ? Expr() : pre_at(i0, i1, i2);
+    const Expr d = dropped ? zero : value(pre, keep);
+    const Expr yv = epilogue_post(dtype, d, (*residual)(i0, i1, i2), *has_residual, *post_relu,
+                                  hw_f16());
+    const Expr g = select(*post_relu, relu_grad(dtype, dyv, yv, hw_f16()), dyv);
+    if (dropped) return Tuple(select(*want_dr, g, zero), zero);
+    const Expr da = value(g, keep);
+    const Expr dx = select(*act_relu, relu_grad(dtype, da, pre, hw_f16()), da);
+    return Tuple(select(*want_dr, g, dx), dx);
+  }
+
+  // Per-row sums in the compute type: rows sums d0 for each (d1, d2), channels_last sums d1 for
+  // each (d0, d2). The order is fixed (docs/epilogue.md#backward), the same on every ISA: rows
+  // in 8 lanes, lane j adding elements j, j + 8, ... in turn, then ((0+1)+(2+3))+((4+5)+(6+7));
+  // channels_last in the order of d1.
+  void define_channel_sum(Func out) {
+    const Expr zero = Internal::make_zero(compute_type());
+    auto at = [&](Expr i0, Expr i1, Expr i2) { return to_compute(dtype, (*x)(i0, i1, i2), hw_f16()); };
+    if (shape == Shape::channels_last) {
+      sum_k = RDom(0, (*x).dim(1).extent(), "sum_k");
+      out(d0, d2) = zero;
+      out(d0, d2) = out(d0, d2) + at(d0, sum_k, d2);
+      return;
+    }
+    const Expr e0 = (*x).dim(0).extent();
+    const Expr full = e0 / 8, rem = e0 % 8;
+    sum_k = RDom(0, full, "sum_k");
+    lanes(lane, d1, d2) = zero;
+    lanes(lane, d1, d2) = lanes(lane, d1, d2) + at(sum_k * 8 + lane, d1, d2);
+    // The last e0 % 8 elements go to lanes 0 .. rem-1 (read once per row, clamped in range).
+    const Expr tail_i = full * 8 + min(lane, max(rem - 1, 0));
+    lanes_tail(lane, d1, d2) = lanes(lane, d1, d2) + select(lane < rem, at(tail_i, d1, d2), zero);
+    auto t = [&](int j) { return lanes_tail(j, d1, d2); };
+    out(d1, d2) = ((t(0) + t(1)) + (t(2) + t(3))) + ((t(4) + t(5)) + (t(6) + t(7)));
+  }
+
+  // The stored result of element (i0, i1, i2) with keep bit `keep`: the dropout of x, or of
+  // the epilogue's act(x + b) followed by post(r + .) (docs/epilogue.md). `dropped` replaces the
+  // dropout's value where given (the rows kernels' fill of a dropped row, which reads no x).
+  Expr element(Expr i0, Expr i1, Expr i2, Expr keep, Expr kept_only = Expr()) {
+    if (!epilogue()) {
+      Expr xv = (*x)(i0, i1, i2);
+      return kept_only.defined() ? kept_only : value(xv, keep);
+    }
+    return epilogue_post(dtype, kept_only.defined() ? kept_only : value(pre_at(i0, i1, i2), keep),
+                         (*residual)(i0, i1, i2), *has_residual, *post_relu, hw_f16());
+  }
+  // act(x + b) as stored. The bias is indexed where it does not vary in the shape (rows: d0,
+  // channels_last: d1) at 0, so that it is a scalar per row or a vector per channel block.
+  Expr pre_at(Expr i0, Expr i1, Expr i2) {
+    Expr b = shape == Shape::rows ? (*bias)(0, i1, i2) : (*bias)(i0, 0, i2);
+    return epilogue_pre(dtype, (*x)(i0, i1, i2), b, *has_bias, *act_relu, hw_f16());
   }
 
   // keep(args) for the mask index m of element `args`, which moves by `ms` per step of `v`:
@@ -170,17 +269,29 @@ class SdropGenerator : public Generator<SdropGenerator> {
   // it only kind 1 runs, the branch-free select(keep, x*s, dropped) of every other shape.
   // Either way each element is written once, so in place is safe.
   void define_rows_cpu(Func out, Expr keep) {
-    const auto& yb = out.output_buffer();
+    const OutputImageParam yb = out.output_buffers()[0];  // a copy: output_buffers() is a temporary
     rows = RDom(0, 2, yb.dim(1).min(), yb.dim(1).extent(), yb.dim(2).min(), yb.dim(2).extent(),
                 "rows");
     const Expr keep_r = substitute({{d1.name(), rows.y}, {d2.name(), rows.z}}, keep);
     rows.where(rows.x == select(*skip_dropped, select(keep_r, 1, 0), 1));
-    const Expr xv = (*x)(d0, rows.y, rows.z);
+    if (op == Op::epilogue_backward) {
+      const Type t = storage_type(dtype, hw_f16());
+      out(d0, d1, d2) = Tuple(undef(t), undef(t));
+      out(d0, rows.y, rows.z) =
+          select(*skip_dropped,
+                 select(rows.x == 1, backward_at(d0, rows.y, rows.z, Internal::const_true(), false),
+                        backward_at(d0, rows.y, rows.z, Internal::const_false(), true)),
+                 backward_at(d0, rows.y, rows.z, keep_r, false));
+      return;
+    }
+    const Expr xv = op == Op::epilogue ? pre_at(d0, rows.y, rows.z) : (*x)(d0, rows.y, rows.z);
     const Expr zero = Internal::make_zero(storage_type(dtype, hw_f16()));
     out(d0, d1, d2) = undef((*y).type());
-    out(d0, rows.y, rows.z) = select(*skip_dropped,
-                                     select(rows.x == 1, kept_value(dtype, xv, scale(), hw_f16()), zero),
-                                     value(xv, keep_r));
+    const Expr skipping =
+        select(rows.x == 1, kept_value(dtype, xv, scale(), hw_f16()), zero);
+    out(d0, rows.y, rows.z) =
+        select(*skip_dropped, element(d0, rows.y, rows.z, keep_r, skipping),
+               element(d0, rows.y, rows.z, keep_r, value(xv, keep_r)));
   }
 
   // The mask-index step along the drawn dimension (d1 for rows, d0 otherwise).
@@ -221,11 +332,29 @@ class SdropGenerator : public Generator<SdropGenerator> {
     }
     Func out = *y;
     // Any strides: the runtime passes transposed, negative and broadcast (0) strides.
-    out.output_buffer().dim(0).set_stride(Expr());
+    Expr dense = Internal::const_true();
+    for (OutputImageParam b : out.output_buffers()) {
+      b.dim(0).set_stride(Expr());
+      dense = dense && b.dim(0).stride() == 1;
+    }
     if (x) (*x).dim(0).set_stride(Expr());
     if (mask_in) (*mask_in).dim(0).set_stride(Expr());
-    Expr dense = out.output_buffer().dim(0).stride() == 1;
     if (x) dense = dense && (*x).dim(0).stride() == 1;
+    if (dy) {
+      (*dy).dim(0).set_stride(Expr());
+      dense = dense && (*dy).dim(0).stride() == 1;
+    }
+    if (op == Op::channel_sum) {
+      schedule_channel_sum(out, dense);
+      return;
+    }
+    if (epilogue()) {
+      (*bias).dim(0).set_stride(Expr());
+      (*residual).dim(0).set_stride(Expr());
+      dense = dense && (*residual).dim(0).stride() == 1;
+      // channels_last reads a vector of biases along d0 (rows: one per row).
+      if (shape == Shape::channels_last) dense = dense && (*bias).dim(0).stride() == 1;
+    }
     if (gpu()) {
       schedule_gpu(out, dense);
       return;
@@ -233,7 +362,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
 
     const int vec = natural_vector() * vector_factor;
 
-    if (op != Op::mask && shape == Shape::rows) {
+    if (op != Op::mask && shape == Shape::rows) {  // dropout, epilogue
       schedule_rows(out, vec, dense);
     } else if (shape == Shape::channels_last) {
       schedule_channels_last(out, vec, dense);
@@ -250,6 +379,9 @@ class SdropGenerator : public Generator<SdropGenerator> {
   GeneratorInput<uint32_t> *threshold = nullptr;
   GeneratorInput<bool> *keep_all = nullptr, *keep_none = nullptr, *multiply = nullptr;
   GeneratorInput<bool> *serial = nullptr, *skip_dropped = nullptr;
+  GeneratorInput<Buffer<>> *bias = nullptr, *residual = nullptr, *dy = nullptr;
+  GeneratorInput<bool> *has_bias = nullptr, *has_residual = nullptr, *act_relu = nullptr,
+                       *post_relu = nullptr, *want_dr = nullptr;
   GeneratorInput<float> *scale_f32 = nullptr;
   GeneratorInput<double> *scale_f64 = nullptr;
   GeneratorOutput<Buffer<>> *y = nullptr;
@@ -257,11 +389,39 @@ class SdropGenerator : public Generator<SdropGenerator> {
   Var d0{"d0"}, d1{"d1"}, d2{"d2"}, origin{"origin"};
   Func keep_cl{"keep_cl"}, keep_row{"keep_row"}, keep_el{"keep_el"}, keep_run{"keep_run"};
   Var lane{"lane"}, blk{"blk"};
-  RDom rows, whole;
+  RDom rows, whole, sum_k;
+  Func lanes{"lanes"}, lanes_tail{"lanes_tail"};
   static constexpr int kMaxRowsPerTask = 1024;
   static constexpr int kDrawChunk = 2048;  // elements whose keep bits an elementwise chunk draws
 
   bool gpu() const { return get_target().has_gpu_feature(); }
+  bool epilogue() const { return op == Op::epilogue || op == Op::epilogue_backward; }
+  Type compute_type() const { return dtype == DType::f64 ? Float(64) : Float(32); }
+
+  void schedule_channel_sum(Func out, Expr dense) {
+    const int vec = natural_vector() * vector_factor;
+    Var t("t"), task("task"), ti("ti");
+    if (shape == Shape::channels_last) {
+      // Vectors of channels (d0), d1 summed in order inside, samples (d2) in parallel.
+      Var d0o("d0o"), d0i("d0i");
+      out.update(0).split(d0, d0o, d0i, vec, TailStrategy::GuardWithIf).reorder(d0i, sum_k, d0o, d2);
+      Stage u = out.update(0);
+      u.specialize(*serial).specialize(dense).vectorize(d0i);
+      u.parallel(d2);
+      u.specialize(dense).vectorize(d0i);
+      out.compute_root();
+      return;
+    }
+    // Tasks of rows; per row its 8 lane sums in a vector.
+    const Expr row_len = max(1, (*x).dim(0).extent());
+    const Expr rows_per_task = clamp(task_elems / row_len, 1, kMaxRowsPerTask);
+    out.fuse(d1, d2, t).split(t, task, ti, rows_per_task, TailStrategy::GuardWithIf);
+    lanes.compute_at(out, ti).bound_storage(lane, 8).vectorize(lane, 8);
+    lanes.update(0).vectorize(lane, 8);
+    lanes.update(0).specialize((*x).dim(0).stride() == 1);  // dense vector loads
+    out.specialize(*serial);
+    out.parallel(task);
+  }
 
   void set_estimates() {
     // (d0, d1, d2) of the canonical call: NCHW puts H*W innermost and N*C in rows;
@@ -270,6 +430,14 @@ class SdropGenerator : public Generator<SdropGenerator> {
     const Region r = cl ? Region{{0, 64}, {0, 112 * 112}, {0, 32}}
                         : Region{{0, 112 * 112}, {0, 32 * 64}, {0, 1}};
     if (x) x->set_estimates(r);
+    if (bias) {
+      bias->set_estimates(r);
+      residual->set_estimates(r);
+      has_bias->set_estimate(true);
+      has_residual->set_estimate(true);
+      act_relu->set_estimate(true);
+      post_relu->set_estimate(true);
+    }
     if (mask_in) mask_in->set_estimates(r);
     y->set_estimates(r);
     if (seed) {
@@ -405,11 +573,16 @@ class SdropGenerator : public Generator<SdropGenerator> {
       if (multiply && by_mode) vectorize_dense(t.specialize(!*multiply));
       vectorize_dense(t);
     };
+    auto by_residual = [&](Stage t) {
+      // Epilogue: a nest that loads the residual and one that does not.
+      if (has_residual) vectorize(t.specialize(*has_residual));
+      vectorize(t);
+    };
     auto serial_and_parallel = [&](Stage t) {
       Stage alone = t.specialize(*serial);
-      vectorize(alone);
+      by_residual(alone);
       t.parallel(task);
-      vectorize(t);
+      by_residual(t);
     };
     if (op != Op::apply_mask && draws_per == Draws::block) {
       serial_and_parallel(s.specialize(blocked()));
