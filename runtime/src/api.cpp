@@ -3,7 +3,9 @@
 // the caller's on return, so no check and no kernel can trap or leave a flag behind.
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 
+#include "bias_grad.h"
 #include "error.h"
 #include "fpenv.h"
 #include "cuda.h"
@@ -79,23 +81,32 @@ sdrop_status check_apart(const Tensor& a, const Tensor& b, bool in_place_ok) {
               a.name, b.name);
 }
 
+// t has x's dtype and is on x's device.
+sdrop_status check_like(const Tensor& t, const Tensor& x) {
+  if (!same_dtype(t, x)) {
+    char a[64], b[64];
+    return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s.dtype (%s) must equal %s.dtype (%s)", t.name,
+                dtype_name(t.dtype, a, sizeof a), x.name, dtype_name(x.dtype, b, sizeof b));
+  }
+  return same_device(x, t);
+}
+
+// a's shape equals b's ("a.shape [..] must equal b.shape [..]" otherwise).
+sdrop_status check_same_shape(const Tensor& a, const Tensor& b) {
+  if (same_shape(a, b)) return SDROP_OK;
+  char da[200], db[200];
+  return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s.shape %s must equal %s.shape %s", a.name,
+              format_dims(a.shape, a.ndim, da, sizeof da), b.name,
+              format_dims(b.shape, b.ndim, db, sizeof db));
+}
+
 // x and y: the same shape and dtype, one device, a writable y, in place or apart.
 sdrop_status check_pair(const Tensor& x, const Tensor& y, DType* dtype, Backend* backend) {
   if (sdrop_status s = float_dtype(x, dtype)) return s;
-  if (!same_dtype(x, y)) {
-    char a[64], b[64];
-    return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s.dtype (%s) must equal %s.dtype (%s)", y.name,
-                dtype_name(y.dtype, a, sizeof a), x.name, dtype_name(x.dtype, b, sizeof b));
-  }
-  if (sdrop_status s = same_device(x, y)) return s;
+  if (sdrop_status s = check_like(y, x)) return s;
   if (sdrop_status s = backend_of(x, backend)) return s;
   if (sdrop_status s = backend_of(y, backend)) return s;
-  if (!same_shape(x, y)) {
-    char a[200], b[200];
-    return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s.shape %s must equal %s.shape %s", y.name,
-                format_dims(y.shape, y.ndim, a, sizeof a), x.name,
-                format_dims(x.shape, x.ndim, b, sizeof b));
-  }
+  if (sdrop_status s = check_same_shape(y, x)) return s;
   if (sdrop_status s = check_output(y)) return s;
   return check_apart(x, y, /*in_place_ok=*/true);
 }
@@ -191,6 +202,232 @@ sdrop_status apply_mask(CallRecord* r, const sdrop_params* params, const DLTenso
                        kernel_args(*params, dtype));
 }
 
+// An optional operand of the epilogue: x's dtype and device, and apart from y (or exactly in
+// place where in_place_ok).
+sdrop_status check_operand(const Tensor& t, const Tensor& x, const Tensor& y, bool in_place_ok) {
+  if (sdrop_status s = check_like(t, x)) return s;
+  return check_apart(t, y, in_place_ok);
+}
+
+sdrop_status check_activation(int32_t v, const char* name) {
+  if (v == SDROP_ACTIVATION_IDENTITY || v == SDROP_ACTIVATION_RELU) return SDROP_OK;
+  return fail(SDROP_ERROR_INVALID_ARGUMENT,
+              "epilogue->%s must be SDROP_ACTIVATION_IDENTITY (0) or SDROP_ACTIVATION_RELU (1), "
+              "got %d",
+              name, int(v));
+}
+
+// The epilogue's choices and optional inputs (docs/epilogue.md), checked against x and against
+// the outputs `outs` (y, or dx and dresidual), then its plan and kernel arguments.
+struct EpilogueCall {
+  Tensor bias, residual;
+  EpilogueOperands ops;
+  KernelArgs args;
+};
+
+sdrop_status check_epilogue(const sdrop_epilogue* e, const sdrop_params* params,
+                            const Tensor& x, const Tensor* const* outs, int n_outs, DType dtype,
+                            EpilogueCall* call) {
+  if (!e) return fail(SDROP_ERROR_INVALID_ARGUMENT, "epilogue must not be NULL");
+  if (sdrop_status s = check_activation(e->act, "act")) return s;
+  if (sdrop_status s = check_activation(e->post, "post")) return s;
+  if (e->bias) {
+    if (e->channel_axis < 0 || e->channel_axis >= x.ndim) {
+      return fail(SDROP_ERROR_INVALID_ARGUMENT,
+                  "epilogue->channel_axis must be an axis of x (0..%d), got %d", x.ndim - 1,
+                  int(e->channel_axis));
+    }
+    Tensor& bias = call->bias;
+    if (sdrop_status s = describe(e->bias, "bias", &bias)) return s;
+    const int64_t c = x.shape[e->channel_axis];
+    if (bias.ndim != 1 || bias.shape[0] != c) {
+      char dims[200];
+      return fail(SDROP_ERROR_INVALID_ARGUMENT,
+                  "bias.shape must be [%" PRId64 "] (x.shape[%d], the channel axis), got %s", c,
+                  int(e->channel_axis), format_dims(bias.shape, bias.ndim, dims, sizeof dims));
+    }
+    // The kernels index the bias at channel * stride with 32-bit offsets.
+    const int64_t reach = (c > 0 ? c - 1 : 0) * (bias.strides[0] < 0 ? -bias.strides[0] : bias.strides[0]);
+    if (reach > kKernelSpanLimit) {
+      return fail(SDROP_ERROR_UNSUPPORTED,
+                  "bias.strides[0] (%" PRId64 ") times its %" PRId64 " channels reaches past the "
+                  "kernels' 32-bit indexing; pass a contiguous bias",
+                  bias.strides[0], c);
+    }
+    for (int i = 0; i < n_outs; i++) {
+      if (sdrop_status s = check_operand(bias, x, *outs[i], /*in_place_ok=*/false)) return s;
+    }
+    call->ops.bias = &bias;
+  }
+  if (e->residual) {
+    Tensor& res = call->residual;
+    if (sdrop_status s = describe(e->residual, "residual", &res)) return s;
+    if (sdrop_status s = check_same_shape(res, x)) return s;
+    for (int i = 0; i < n_outs; i++) {
+      if (sdrop_status s = check_operand(res, x, *outs[i], /*in_place_ok=*/true)) return s;
+    }
+    call->ops.residual = &res;
+  }
+  call->args = kernel_args(*params, dtype);
+  call->args.has_bias = e->bias != nullptr;
+  call->args.has_residual = e->residual != nullptr;
+  call->args.act_relu = e->act == SDROP_ACTIVATION_RELU;
+  call->args.post_relu = e->post == SDROP_ACTIVATION_RELU;
+  return SDROP_OK;
+}
+
+// A heap tensor laid out as `like` (the same strides, so the same plan), for outputs nobody
+// reads.
+struct ScratchTensor {
+  Tensor tensor;
+  void* data = nullptr;
+  ScratchTensor() = default;
+  ScratchTensor(const ScratchTensor&) = delete;
+  ScratchTensor& operator=(const ScratchTensor&) = delete;
+  ~ScratchTensor() { std::free(data); }
+
+  sdrop_status make(const Tensor& like, const char* name) {
+    const int64_t bytes = like.hi - like.lo;  // the validated footprint
+    data = std::malloc(size_t(bytes));
+    if (!data) {
+      return fail(SDROP_ERROR_OUT_OF_MEMORY, "cannot allocate %" PRId64 " bytes for the %s",
+                  bytes, name);
+    }
+    int64_t shape[kMaxDims], strides[kMaxDims];
+    for (int i = 0; i < like.ndim; i++) {
+      shape[i] = like.shape[i];
+      strides[i] = like.strides[i];
+    }
+    DLTensor t{data, {kDLCPU, 0}, like.ndim, like.dtype, shape, strides, uint64_t(-like.lo)};
+    return describe(&t, name, &tensor);  // copies shape and strides
+  }
+};
+
+// The channel index's strides: 1 on the channel axis (with a bias), 0 elsewhere.
+void channel_strides(const sdrop_epilogue& e, int ndim, int64_t* ks) {
+  for (int i = 0; i < ndim; i++) ks[i] = 0;
+  if (e.bias) ks[e.channel_axis] = 1;
+}
+
+// docs/epilogue.md: y = post(residual + dropout(act(x + bias))).
+sdrop_status epilogue(CallRecord* r, const sdrop_params* params, const sdrop_shard* shard,
+                      const sdrop_epilogue* e, const DLTensor* x_t, DLTensor* y_t) {
+  FpEnvGuard env;
+  if (sdrop_status s = check_params(params, true)) return s;
+  if (!e) return fail(SDROP_ERROR_INVALID_ARGUMENT, "epilogue must not be NULL");
+  Tensor x, y;
+  if (sdrop_status s = describe(x_t, "x", &x)) return s;
+  if (sdrop_status s = describe(y_t, "y", &y)) return s;
+  DType dtype;
+  Backend backend;
+  if (sdrop_status s = check_pair(x, y, &dtype, &backend)) return s;
+  EpilogueCall call;
+  const Tensor* outs[1] = {&y};
+  if (sdrop_status s = check_epilogue(e, params, x, outs, 1, dtype, &call)) return s;
+  if (sdrop_status s = check_mask_axes(params->mask_axes, x)) return s;
+  MaskIndex mi;
+  if (sdrop_status s = mask_index(x, params->mask_axes, shard, &mi)) return s;
+  r->x = &x;
+  r->y = &y;
+  if (x.numel == 0) return trace_no_kernel(r);
+  // Without a residual, x's strides stand in for it (the kernel reads none of it), so that
+  // they change nothing in the plan.
+  int64_t ks[kMaxDims];
+  channel_strides(*e, x.ndim, ks);
+  const Plan plan = make_epilogue_plan(x.ndim, x.shape, x.strides, y.strides, ks,
+                                       e->residual ? call.residual.strides : x.strides, nullptr,
+                                       nullptr, mi);
+  return run_and_trace(r, backend, Op::epilogue, dtype, plan, &x, y, nullptr, call.args,
+                       &call.ops);
+}
+
+// docs/epilogue.md#backward: dx, dbias, dresidual of the epilogue, from dy, with the mask
+// redrawn and post' recomputed.
+sdrop_status epilogue_backward(CallRecord* r, const sdrop_params* params,
+                               const sdrop_shard* shard, const sdrop_epilogue* e,
+                               const DLTensor* x_t, const DLTensor* dy_t, DLTensor* dx_t,
+                               DLTensor* dbias_t, DLTensor* dr_t) {
+  FpEnvGuard env;
+  if (sdrop_status s = check_params(params, true)) return s;
+  if (!e) return fail(SDROP_ERROR_INVALID_ARGUMENT, "epilogue must not be NULL");
+  Tensor x, dy, dx, dbias, dr;
+  if (sdrop_status s = describe(x_t, "x", &x)) return s;
+  if (sdrop_status s = describe(dy_t, "dy", &dy)) return s;
+  if (sdrop_status s = describe(dx_t, "dx", &dx)) return s;
+  DType dtype;
+  Backend backend;
+  if (sdrop_status s = check_pair(dy, dx, &dtype, &backend)) return s;
+  // x is read beside dy: its shape, dtype and device, and apart from dx (or exactly in place).
+  if (sdrop_status s = check_same_shape(x, dy)) return s;
+  if (sdrop_status s = check_operand(x, dy, dx, /*in_place_ok=*/true)) return s;
+  const Tensor* outs[2] = {&dx, nullptr};
+  int n_outs = 1;
+  if (dr_t) {
+    if (!e || !e->residual) {
+      return fail(SDROP_ERROR_INVALID_ARGUMENT,
+                  "dresidual is given but epilogue->residual is NULL: there is no residual to "
+                  "differentiate");
+    }
+    if (sdrop_status s = describe(dr_t, "dresidual", &dr)) return s;
+    if (sdrop_status s = check_same_shape(dr, dy)) return s;
+    if (sdrop_status s = check_output(dr)) return s;
+    if (sdrop_status s = check_operand(dr, dy, dx, /*in_place_ok=*/false)) return s;
+    if (sdrop_status s = check_apart(dy, dr, /*in_place_ok=*/true)) return s;
+    if (sdrop_status s = check_apart(x, dr, /*in_place_ok=*/true)) return s;
+    outs[n_outs++] = &dr;
+  }
+  EpilogueCall call;
+  if (sdrop_status s = check_epilogue(e, params, x, outs, n_outs, dtype, &call)) return s;
+  if (dbias_t) {
+    if (!e->bias) {
+      return fail(SDROP_ERROR_INVALID_ARGUMENT,
+                  "dbias is given but epilogue->bias is NULL: there is no bias to differentiate");
+    }
+    if (sdrop_status s = describe(dbias_t, "dbias", &dbias)) return s;
+    if (sdrop_status s = check_like(dbias, dy)) return s;
+    if (sdrop_status s = check_same_shape(dbias, call.bias)) return s;
+    if (sdrop_status s = check_output(dbias)) return s;
+    // dbias is written after every kernel: apart from every other tensor of the call.
+    const Tensor* others[6] = {&dx, &dy, &x, &call.bias, n_outs > 1 ? &dr : nullptr,
+                               e->residual ? &call.residual : nullptr};
+    for (const Tensor* o : others) {
+      if (!o) continue;
+      if (sdrop_status s = check_operand(*o, dy, dbias, /*in_place_ok=*/false)) return s;
+    }
+    call.ops.dbias = &dbias;
+  }
+  if (sdrop_status s = check_mask_axes(params->mask_axes, x)) return s;
+  MaskIndex mi;
+  if (sdrop_status s = mask_index(x, params->mask_axes, shard, &mi)) return s;
+  r->x = &dy;
+  r->y = &dx;
+  if (x.numel == 0) {
+    if (dbias_t) store_zero_bias_grad(dbias);
+    return trace_no_kernel(r);
+  }
+  call.ops.dy = &dy;
+  call.ops.dresidual = dr_t ? &dr : nullptr;
+  call.args.want_dr = dr_t != nullptr;
+  // Without a dresidual the kernel writes its first output (then dx's own values) to dx too,
+  // and recomputes the second from the inputs: right unless dx is one of those inputs (in
+  // place), where the second would read the first. Then the first goes to a scratch tensor.
+  ScratchTensor sink;
+  if (!dr_t && (share_memory(dx, dy) != Overlap::none || share_memory(dx, x) != Overlap::none ||
+                (e->residual && share_memory(dx, call.residual) != Overlap::none))) {
+    if (sdrop_status s = sink.make(dx, "dresidual scratch")) return s;
+    call.ops.dresidual = &sink.tensor;
+    call.args.want_dr = true;
+  }
+  int64_t ks[kMaxDims];
+  channel_strides(*e, x.ndim, ks);
+  const int64_t* drs = call.ops.dresidual ? call.ops.dresidual->strides : dx.strides;
+  const Plan plan = make_epilogue_plan(x.ndim, x.shape, x.strides, dx.strides, ks,
+                                       e->residual ? call.residual.strides : x.strides,
+                                       dy.strides, drs, mi);
+  return run_and_trace(r, backend, Op::epilogue_backward, dtype, plan, &x, dx, nullptr,
+                       call.args, &call.ops);
+}
+
 }  // namespace
 }  // namespace sdrop
 
@@ -242,6 +479,22 @@ sdrop_status sdrop_apply_mask(const sdrop_params* params, const DLTensor* x_t,
                               const DLTensor* mask_t, DLTensor* y_t) {
   Traced t("apply_mask", params);
   return t.finish(apply_mask(t.get(), params, x_t, mask_t, y_t));
+}
+
+sdrop_status sdrop_epilogue_forward(const sdrop_params* params, const sdrop_shard* shard,
+                                    const sdrop_epilogue* epilogue_, const DLTensor* x,
+                                    DLTensor* y) {
+  Traced t("epilogue_forward", params);
+  return t.finish(epilogue(t.get(), params, shard, epilogue_, x, y));
+}
+
+sdrop_status sdrop_epilogue_backward(const sdrop_params* params, const sdrop_shard* shard,
+                                     const sdrop_epilogue* epilogue_, const DLTensor* x,
+                                     const DLTensor* dy, DLTensor* dx, DLTensor* dbias,
+                                     DLTensor* dresidual) {
+  Traced t("epilogue_backward", params);
+  return t.finish(
+      epilogue_backward(t.get(), params, shard, epilogue_, x, dy, dx, dbias, dresidual));
 }
 
 sdrop_status sdrop_set_cuda_stream(void* context, void* stream) {

@@ -38,6 +38,16 @@ inline bool mask_indices_fit(const Call& c, const Plan& p) {
   return lo >= 0 && hi < (__int128(1) << 62);
 }
 
+// The epilogue's channel indices k0 + sum(i_d * ks_d) stay in [0, channels).
+inline bool channels_fit(const Call& c, const Plan& p, int64_t channels) {
+  __int128 lo = c.k0, hi = c.k0;
+  for (int d = 0; d < 3; d++) {
+    const __int128 reach = __int128(c.extent[d] - 1) * p.inner[d].ks;
+    (reach < 0 ? lo : hi) += reach;
+  }
+  return lo >= 0 && hi < channels;
+}
+
 // What a runner returns when a check above fails: nothing has run.
 inline sdrop_status unfit_call() {
   return fail(SDROP_ERROR_INTERNAL,

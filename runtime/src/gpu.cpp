@@ -117,7 +117,8 @@ sdrop_status run_plan_gpu(Backend backend, Op op, DType dtype, const Plan& plan,
   const halide_type_t out_type = storage_type(op == Op::mask ? DType::u8 : dtype);
   const halide_type_t in_type = storage_type(dtype);
   int code = 0;
-  const sdrop_status proven = for_each_proven_call(op, plan, x, y, k, &info->calls, &code,
+  const sdrop_status proven = for_each_proven_call(op, plan, x, y, k, nullptr, &info->calls,
+                                                   &code,
                                                    [&](const Call& c) {
     DeviceBuf xb, yb, kb;
     CallBuffers b;

@@ -1,6 +1,7 @@
 #include "kernels.h"
 
 #include "HalideRuntime.h"
+#include "bias_grad.h"
 #include "cpu_isa.h"
 #include "error.h"
 #include "gpu.h"
@@ -50,6 +51,36 @@ struct HostBuf {
     b.dim = dim;
     return &b;
   }
+
+  // The epilogue's bias: the plan steps channel indices (ks), the bias is read at channel times
+  // its stride. (api.cpp refuses strides for which this would leave 32 bits.)
+  halide_buffer_t* set_bias(const Tensor& t, halide_type_t type, const Call& c, const Plan& p) {
+    const int64_t s = t.strides[0];
+    for (int d = 0; d < 3; d++) {
+      dim[d].extent = int32_t(c.extent[d]);
+      dim[d].stride = int32_t(p.inner[d].ks * s);
+    }
+    b.host = reinterpret_cast<uint8_t*>(uintptr_t(t.base + uint64_t(c.k0 * s * t.itemsize)));
+    b.type = type;
+    b.dimensions = 3;
+    b.dim = dim;
+    return &b;
+  }
+
+  // The epilogue's stand-in for an absent bias: zeros the kernel does not use (has_bias is
+  // false), laid out as it indexes a bias: a scalar per row, a vector of d0 in channels_last.
+  halide_buffer_t* set_zeros(halide_type_t type, const Call& c, Shape shape) {
+    static const double kZeros[kChannelBlock] = {};
+    for (int d = 0; d < 3; d++) {
+      dim[d].extent = int32_t(c.extent[d]);
+      dim[d].stride = d == 0 && shape == Shape::channels_last ? 1 : 0;
+    }
+    b.host = reinterpret_cast<uint8_t*>(const_cast<double*>(kZeros));
+    b.type = type;
+    b.dimensions = 3;
+    b.dim = dim;
+    return &b;
+  }
 };
 
 // The Halide message is set only by a failure and consumed here, so no call clears it.
@@ -66,8 +97,17 @@ sdrop_status status_of(int code) {
 }  // namespace
 
 sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, const Tensor* x,
-                      const Tensor& y, const Tensor* k, const KernelArgs& a, RunInfo* info) {
-  if (backend != Backend::cpu) return run_plan_gpu(backend, op, dtype, plan, x, y, k, a, info);
+                      const Tensor& y, const Tensor* k, const KernelArgs& a, RunInfo* info,
+                      const EpilogueOperands* e) {
+  const bool fused = op == Op::epilogue || op == Op::epilogue_backward;
+  if (backend != Backend::cpu) {
+    if (fused) {
+      return fail(SDROP_ERROR_UNSUPPORTED,
+                  "the fused epilogue has CPU kernels only in this build; x is on a %s device",
+                  backend == Backend::cuda ? "CUDA" : "OpenCL");
+    }
+    return run_plan_gpu(backend, op, dtype, plan, x, y, k, a, info);
+  }
   Isa isa;
   if (sdrop_status s = select_isa(&isa)) return s;
   ensure_halide_hooks();
@@ -81,19 +121,45 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
   const bool serial = call_threads() == 1 || out_bytes <= uint64_t(SDROP_SERIAL_BYTES);
   // Exact-zero calls too large for the cache: a dropped row's read of x costs more than the
   // branch per vector that skipping it takes (rows kernels; the others ignore it).
-  const bool skip_dropped = op == Op::dropout && !a.multiply &&
-                            out_bytes > uint64_t(SDROP_SKIP_DROPPED_BYTES);
+  // The epilogue never reads x of a dropped channel in exact-zero mode, whatever the size
+  // (docs/epilogue.md): its rows kernels always take the dropped rows' own loop.
+  const bool skip_dropped =
+      !a.multiply && (fused || (op == Op::dropout && out_bytes > uint64_t(SDROP_SKIP_DROPPED_BYTES)));
   info->serial = serial;
   info->skip_dropped = skip_dropped && plan.shape == Shape::rows;
   int code = 0;
-  if (sdrop_status s = for_each_proven_call(op, plan, x, y, k, &info->calls, &code,
+  // The epilogue backward's bias gradient: its scratch first, then the row sums of each call's
+  // dx (just written, still in cache) right after the call.
+  BiasGrad bias_grad;
+  const Tensor* dbias = e && op == Op::epilogue_backward ? e->dbias : nullptr;
+  if (dbias) {
+    if (sdrop_status s = bias_grad.reserve(plan, dtype, dbias->shape[0])) return s;
+  }
+  if (sdrop_status s = for_each_proven_call(op, plan, x, y, k, e, &info->calls, &code,
                                             [&](const Call& c) {
-    HostBuf xb{}, kb{}, yb{};
+    HostBuf xb{}, kb{}, yb{}, rb{}, dyb{}, drb{};
     CallBuffers b;
     b.y = yb.set(y, c.y0, out_type, c, plan, &Axis::ys);
     if (x) b.x = xb.set(*x, c.x0, in_type, c, plan, &Axis::xs);
     if (k) b.k = kb.set(*k, c.k0, storage_type(DType::u8), c, plan, &Axis::ks);
-    return call_kernel(g_table, v, op, plan.shape, dtype, a, plan, c, b, serial, skip_dropped);
+    if (fused) {
+      b.k = e->bias ? kb.set_bias(*e->bias, in_type, c, plan) : kb.set_zeros(in_type, c, plan.shape);
+      b.r = e->residual ? rb.set(*e->residual, c.r0, in_type, c, plan, &Axis::rs) : b.x;
+      if (e->dy) b.dy = dyb.set(*e->dy, c.dy0, in_type, c, plan, &Axis::dys);
+      if (op == Op::epilogue_backward) {
+        b.dr = e->dresidual ? drb.set(*e->dresidual, c.dr0, in_type, c, plan, &Axis::drs) : b.y;
+      }
+    }
+    int r = call_kernel(g_table, v, op, plan.shape, dtype, a, plan, c, b, serial, skip_dropped);
+    if (r == 0 && dbias) {
+      CallBuffers sums;
+      sums.x = b.y;
+      sums.y = bias_grad.rows_buffer(c, plan.shape);
+      r = call_kernel(g_table, v, Op::channel_sum, plan.shape, dtype, a, plan, c, sums, serial,
+                      false);
+      if (r == 0) bias_grad.add(c, plan);
+    }
+    return r;
   })) {
     return s;
   }
@@ -105,7 +171,9 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
                 "%d of the %d tasks it was given (it must run each once)",
                 int(ran), int(of));
   }
-  return code == 0 ? SDROP_OK : status_of(code);
+  if (code != 0) return status_of(code);
+  if (dbias) bias_grad.store(*dbias, dtype);
+  return SDROP_OK;
 }
 
 }  // namespace sdrop

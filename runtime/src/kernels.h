@@ -19,8 +19,21 @@ struct RunInfo {
   bool skip_dropped = false; // rows kernels: dropped rows filled without reading x
 };
 
-// x may be null (Op::mask), k is the mask tensor (apply_mask) or null.
+// The fused epilogue's further tensors (docs/epilogue.md), null where absent. The plan's ks
+// steps the channel index; the bias is read at channel * its stride.
+struct EpilogueOperands {
+  const Tensor* bias = nullptr;
+  const Tensor* residual = nullptr;
+  const Tensor* dy = nullptr;         // backward
+  const Tensor* dresidual = nullptr;  // backward
+  const Tensor* dbias = nullptr;      // backward: then the row sums of dx are added up into it
+};
+
+// x may be null (Op::mask), k is the mask tensor (apply_mask) or null, e the epilogue's
+// operands (epilogue ops only). Absent epilogue operands get stand-ins the kernel does not
+// read (zeros for the bias, x for the residual, y = dx for dresidual).
 sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, const Tensor* x,
-                      const Tensor& y, const Tensor* k, const KernelArgs& args, RunInfo* info);
+                      const Tensor& y, const Tensor* k, const KernelArgs& args, RunInfo* info,
+                      const EpilogueOperands* e = nullptr);
 
 }  // namespace sdrop

@@ -18,6 +18,10 @@ struct KernelArgs {
   float scale_f32 = 1.0f;  // s for float32, and for float16/bfloat16 (rounded to the dtype
                            // first with SDROP_FLAG_SCALE_IN_DTYPE)
   double scale_f64 = 1.0;
+  // The fused epilogue's choices (docs/epilogue.md): which optional tensors it has, and
+  // whether act and post are ReLU (else identity).
+  bool has_bias = false, has_residual = false, act_relu = false, post_relu = false;
+  bool want_dr = false;  // backward: dresidual is written
 };
 
 // params non-NULL, p in [0, 1] (decided on the bits: no floating-point comparison, so no

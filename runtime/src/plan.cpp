@@ -7,20 +7,35 @@ namespace {
 
 int64_t abs64(int64_t v) { return v < 0 ? -v : v; }
 
-// Largest offset the axes reach in each of x, y and the mask tensor.
+// Largest offset the axes reach in any one tensor (the mask index is not a buffer offset).
 int64_t span(const Axis* a, int n) {
-  int64_t sx = 0, sy = 0, sk = 0;
-  for (int i = 0; i < n; i++) {
-    sx += (a[i].extent - 1) * abs64(a[i].xs);
-    sy += (a[i].extent - 1) * abs64(a[i].ys);
-    sk += (a[i].extent - 1) * abs64(a[i].ks);
+  int64_t most = 0;
+  for (int t = 0; t + 1 < kStrideSets; t++) {
+    int64_t s = 0;
+    for (int i = 0; i < n; i++) s += (a[i].extent - 1) * abs64(a[i].*kAxisStrides[t]);
+    most = std::max(most, s);
   }
-  return std::max(sx, std::max(sy, sk));
+  return most;
 }
 
 int64_t max_stride(const Axis& a) {
-  return std::max(abs64(a.xs), std::max(abs64(a.ys), abs64(a.ks)));
+  int64_t most = 0;
+  for (int t = 0; t + 1 < kStrideSets; t++) most = std::max(most, abs64(a.*kAxisStrides[t]));
+  return most;
 }
+
+// An outer axis `o` merges into the inner one `in` when every stride steps together.
+bool steps_together(const Axis& o, const Axis& in) {
+  for (int t = 0; t < kStrideSets; t++) {
+    if (o.*kAxisStrides[t] != in.*kAxisStrides[t] * in.extent) return false;
+  }
+  return true;
+}
+
+// more: the epilogue's residual, dy and dresidual strides (null: the plain ops).
+Plan plan_of(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
+             const int64_t* ks, const int64_t* const* more, const MaskIndex& mi,
+             int64_t span_limit, int64_t channel_block);
 
 }  // namespace
 
@@ -42,6 +57,22 @@ Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const i
 Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
                const int64_t* ks, const MaskIndex& mi, int64_t span_limit,
                int64_t channel_block) {
+  return plan_of(op, ndim, shape, xs, ys, ks, nullptr, mi, span_limit, channel_block);
+}
+
+Plan make_epilogue_plan(int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
+                        const int64_t* ks, const int64_t* rs, const int64_t* dys,
+                        const int64_t* drs, const MaskIndex& mi, int64_t span_limit,
+                        int64_t channel_block) {
+  const int64_t* more[3] = {rs, dys, drs};
+  return plan_of(Op::epilogue, ndim, shape, xs, ys, ks, more, mi, span_limit, channel_block);
+}
+
+namespace {
+
+Plan plan_of(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
+             const int64_t* ks, const int64_t* const* more, const MaskIndex& mi,
+             int64_t span_limit, int64_t channel_block) {
   Plan p;
   p.m0 = mi.m0;
   const int64_t* ms = mi.ms;
@@ -54,18 +85,19 @@ Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const i
     ax.xs = xs ? xs[i] : 0;
     ax.ys = ys[i];
     ax.ks = ks ? ks[i] : 0;
+    if (more) {
+      ax.rs = more[0] ? more[0][i] : 0;
+      ax.dys = more[1] ? more[1][i] : 0;
+      ax.drs = more[2] ? more[2][i] : 0;
+    }
     ax.ms = ms[i];
     // Walk the output forwards: flip an axis it walks backwards.
     if (ax.ys < 0) {
       const int64_t last = ax.extent - 1;
-      p.x0 += last * ax.xs;
-      p.y0 += last * ax.ys;
-      p.k0 += last * ax.ks;
-      p.m0 += last * ax.ms;
-      ax.xs = -ax.xs;
-      ax.ys = -ax.ys;
-      ax.ks = -ax.ks;
-      ax.ms = -ax.ms;
+      for (int t = 0; t < kStrideSets; t++) {
+        p.*kPlanOffsets[t] += last * (ax.*kAxisStrides[t]);
+        ax.*kAxisStrides[t] = -(ax.*kAxisStrides[t]);
+      }
     }
     a[n++] = ax;
   }
@@ -81,10 +113,9 @@ Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const i
     if (nm > 0) {
       Axis& o = merged[nm - 1];
       const Axis& in = a[i];
-      const int64_t e = in.extent;
-      if (o.xs == in.xs * e && o.ys == in.ys * e && o.ks == in.ks * e && o.ms == in.ms * e) {
+      if (steps_together(o, in)) {
         Axis fused = in;
-        fused.extent = o.extent * e;
+        fused.extent = o.extent * in.extent;
         o = fused;
         continue;
       }
@@ -120,10 +151,7 @@ Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const i
     Loop l;
     l.step = p.inner[d];
     l.step.extent = (p.inner[d].extent + c - 1) / c;
-    l.step.xs *= c;
-    l.step.ys *= c;
-    l.step.ks *= c;
-    l.step.ms *= c;
+    for (int t = 0; t < kStrideSets; t++) l.step.*kAxisStrides[t] *= c;
     l.chunk_dim = d;
     l.chunk = c;
     l.total = p.inner[d].extent;
@@ -132,7 +160,18 @@ Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const i
   };
   if (span_chunk > 0) chunk(h - 1, span_chunk);
 
-  if (op != Op::dropout) {
+  if (op == Op::epilogue) {  // and its backward
+    const Axis &i0 = p.inner[0], &i1 = p.inner[1];
+    if (i0.ms == 0 && i0.ks == 0) {
+      p.shape = Shape::rows;
+    } else if (i1.extent > 1 && i1.ms == 0 && i1.ks == 0) {
+      p.shape = Shape::channels_last;
+      if (i0.extent > channel_block) chunk(0, channel_block);
+    } else {
+      p.shape = Shape::rows;
+      chunk(0, 1);
+    }
+  } else if (op != Op::dropout) {
     p.shape = Shape::elementwise;
   } else if (p.inner[0].ms == 0) {
     p.shape = Shape::rows;
@@ -145,4 +184,5 @@ Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const i
   return p;
 }
 
+}  // namespace
 }  // namespace sdrop

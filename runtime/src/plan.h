@@ -20,7 +20,9 @@ namespace sdrop {
 
 struct Axis {
   int64_t extent = 1;
-  int64_t xs = 0, ys = 0, ks = 0;  // element strides in x, y, mask tensor
+  int64_t xs = 0, ys = 0, ks = 0;  // element strides in x, y, mask tensor (epilogue: channel)
+  int64_t rs = 0;                  // the epilogue's residual
+  int64_t dys = 0, drs = 0;        // its backward's dy and dresidual
   int64_t ms = 0;                  // stride of the mask index m
 };
 
@@ -37,8 +39,17 @@ struct Plan {
   Axis inner[3];  // kernel dims d0 (innermost), d1, d2
   Loop outer[kMaxDims + 2];  // outermost first
   int n_outer = 0;
-  int64_t x0 = 0, y0 = 0, k0 = 0, m0 = 0;  // element offsets / mask index of index 0
+  // Element offsets (k0: channel index) and the mask index of element (0, 0, 0).
+  int64_t x0 = 0, y0 = 0, k0 = 0, r0 = 0, dy0 = 0, dr0 = 0, m0 = 0;
 };
+
+// The strides of an axis and the offsets of a plan, tensor by tensor in one order (the mask
+// index last), for the steps that treat them all alike.
+constexpr int kStrideSets = 7;
+constexpr int64_t Axis::*kAxisStrides[kStrideSets] = {&Axis::xs, &Axis::ys,  &Axis::ks, &Axis::rs,
+                                                      &Axis::dys, &Axis::drs, &Axis::ms};
+constexpr int64_t Plan::*kPlanOffsets[kStrideSets] = {&Plan::x0,  &Plan::y0,  &Plan::k0, &Plan::r0,
+                                                      &Plan::dy0, &Plan::dr0, &Plan::m0};
 
 // Largest element offset or extent a kernel call may reach. Halide buffers index with
 // int32, and the generated loops compute things like extent + split factor in int32 too,
@@ -55,6 +66,17 @@ Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const i
                const int64_t* ks, const MaskIndex& mi, int64_t span_limit = kKernelSpanLimit,
                int64_t channel_block = kChannelBlock);
 
+// The fused epilogue's plan: ks steps the channel index (1 on the channel axis, 0 elsewhere);
+// rs, dys, drs are the residual's, dy's and dresidual's strides (null: none). The kernel shape
+// is rows where neither the mask nor the channel varies along d0, channels_last where neither
+// varies along d1, and otherwise rows of one element (d0 cut into chunks of 1: correct for any
+// noise shape and layout, at scalar speed).
+Plan make_epilogue_plan(int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
+                        const int64_t* ks, const int64_t* rs, const int64_t* dys,
+                        const int64_t* drs, const MaskIndex& mi,
+                        int64_t span_limit = kKernelSpanLimit,
+                        int64_t channel_block = kChannelBlock);
+
 // The same with the mask index of the whole tensor for mask_axes (no shard).
 Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int64_t* ys,
                const int64_t* ks, uint32_t mask_axes, int64_t span_limit = kKernelSpanLimit,
@@ -62,7 +84,7 @@ Plan make_plan(Op op, int ndim, const int64_t* shape, const int64_t* xs, const i
 
 // One kernel call: offsets of element (0,0,0) and the kernel dims' extents.
 struct Call {
-  int64_t x0, y0, k0, m0;
+  int64_t x0, y0, k0, m0, r0, dy0, dr0;
   int64_t extent[3];
 };
 
@@ -72,13 +94,17 @@ template <typename Fn>
 int for_each_call(const Plan& p, Fn&& fn) {
   int64_t idx[kMaxDims + 2] = {};
   for (;;) {
-    Call c{p.x0, p.y0, p.k0, p.m0, {p.inner[0].extent, p.inner[1].extent, p.inner[2].extent}};
+    Call c{p.x0, p.y0, p.k0, p.m0, p.r0, p.dy0, p.dr0,
+           {p.inner[0].extent, p.inner[1].extent, p.inner[2].extent}};
     for (int i = 0; i < p.n_outer; i++) {
       const Loop& l = p.outer[i];
       c.x0 += idx[i] * l.step.xs;
       c.y0 += idx[i] * l.step.ys;
       c.k0 += idx[i] * l.step.ks;
       c.m0 += idx[i] * l.step.ms;
+      c.r0 += idx[i] * l.step.rs;
+      c.dy0 += idx[i] * l.step.dys;
+      c.dr0 += idx[i] * l.step.drs;
       if (l.chunk_dim >= 0) {
         const int64_t left = l.total - idx[i] * l.chunk;
         c.extent[l.chunk_dim] = left < l.chunk ? left : l.chunk;

@@ -45,8 +45,9 @@ void verbose_print(const CallRecord& r, sdrop_status status);
 // while the plan is still alive.
 inline sdrop_status run_and_trace(CallRecord* r, Backend backend, Op op, DType dtype,
                                   const Plan& plan, const Tensor* x, const Tensor& y,
-                                  const Tensor* k, const KernelArgs& args) {
-  const sdrop_status s = run_plan(backend, op, dtype, plan, x, y, k, args, &r->run);
+                                  const Tensor* k, const KernelArgs& args,
+                                  const EpilogueOperands* e = nullptr) {
+  const sdrop_status s = run_plan(backend, op, dtype, plan, x, y, k, args, &r->run, e);
   if (r->level) {
     r->plan = &plan;
     verbose_print(*r, s);

@@ -208,7 +208,9 @@ TEST(CallCheck, EveryCallOfAPlanFitsItsTensorsAndATamperedOneDoesNot) {
   // 32-bit indexing: an extent or stride of 2^31 never reaches a kernel.
   Plan p;
   p.inner[0] = Axis{int64_t(1) << 31, 1, 1, 0, 0};
-  Call c{0, 0, 0, 0, {int64_t(1) << 31, 1, 1}};
+  Call c{};
+  c.extent[0] = int64_t(1) << 31;
+  c.extent[1] = c.extent[2] = 1;
   Tensor huge;
   huge.itemsize = 1;
   huge.lo = 0;

@@ -115,6 +115,53 @@ SDROP_API sdrop_status sdrop_backward_sharded(const sdrop_params* params,
 SDROP_API sdrop_status sdrop_mask_sharded(const sdrop_params* params, const sdrop_shard* shard,
                                           DLTensor* mask);
 
+/* ---- Fused channel epilogue (docs/epilogue.md) -------------------------------------------
+   y = post(residual + dropout(act(x + bias))) in one pass over memory: the bias of a
+   convolution, its activation, spatial dropout, a residual block's add and the activation after
+   it. bias (per channel) and residual are each optional; act and post are each identity or ReLU
+   (relu(t) = t if t > 0, NaN if t is NaN, else +0.0). Every step is rounded to the storage dtype
+   as the separate operations would store it, so the result is bit for bit that of the unfused
+   sequence sdrop_forward would be one step of (with the same params and mask). A dropped channel
+   contributes +0.0 (or act(x + bias) * 0 with SDROP_FLAG_MULTIPLY) and, in the default mode, its
+   x is not read. CPU only in this release: CUDA and OpenCL tensors are SDROP_ERROR_UNSUPPORTED. */
+typedef enum sdrop_activation {
+  SDROP_ACTIVATION_IDENTITY = 0,
+  SDROP_ACTIVATION_RELU = 1
+} sdrop_activation;
+
+typedef struct sdrop_epilogue {
+  const DLTensor* bias;     /* NULL, or 1-D with extent x.shape[channel_axis], x's dtype and
+                               device, any stride (0 broadcasts one value)                    */
+  const DLTensor* residual; /* NULL, or x's shape, dtype and device, any strides; may be y
+                               itself (an in-place add) or x, but not overlap y otherwise     */
+  int32_t channel_axis;     /* the axis of x that bias indexes; ignored without bias          */
+  int32_t act;              /* sdrop_activation of x + bias, before the dropout               */
+  int32_t post;             /* sdrop_activation after the residual add                        */
+} sdrop_epilogue;
+
+/* y = post(residual + dropout(act(x + bias))). y may be x itself (in place). shard may be NULL
+   (the whole tensor) or describe x as a shard of a logical tensor, as above. */
+SDROP_API sdrop_status sdrop_epilogue_forward(const sdrop_params* params,
+                                              const sdrop_shard* shard,
+                                              const sdrop_epilogue* epilogue, const DLTensor* x,
+                                              DLTensor* y);
+
+/* The gradients of sdrop_epilogue_forward with the same params, shard and epilogue, from the
+   forward's x and the gradient dy of y, as autograd of the unfused sequence computes them (a
+   ReLU passes the gradient where its stored output is > 0 or NaN): g = post'(y) * dy,
+   dresidual = g, dx = act'(a) * dropout(g) with a = act(x + bias) (the mask regenerated, the
+   forward's values recomputed from x, bias and residual: nothing is saved between the calls),
+   dbias[c] = the sum of dx over every axis but the channel axis, accumulated in float (double
+   for float64) in the order docs/epilogue.md#backward gives, rounded once. dbias and dresidual
+   may each be NULL (not wanted); dbias needs epilogue->bias, dresidual epilogue->residual. dx
+   may be dy or x itself (in place); dresidual may be dy (in place) but not overlap dx; dbias
+   overlaps nothing. */
+SDROP_API sdrop_status sdrop_epilogue_backward(const sdrop_params* params,
+                                               const sdrop_shard* shard,
+                                               const sdrop_epilogue* epilogue, const DLTensor* x,
+                                               const DLTensor* dy, DLTensor* dx, DLTensor* dbias,
+                                               DLTensor* dresidual);
+
 /* Thread-local message of the last failure on this thread; "" if none. */
 SDROP_API const char* sdrop_last_error(void);
 
