@@ -153,6 +153,8 @@ uint16_t f32_to_bf16(float f) {
 }
 }  // namespace
 
+void* alloc_first_touched(size_t bytes) { return alloc_touched(bytes); }
+
 void reserve_buffers(size_t bytes) {
   if (bytes > g_reserved) g_reserved = bytes;
 }

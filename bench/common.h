@@ -144,6 +144,32 @@ void ref_ntcopy(void* b, const void* c, size_t bytes);                  // strea
 const char* ref_ntcopy_isa();                                           // "avx" or "sse2"
 const char* ref_clone_isa();  // which target_clones variant the scale kernel resolves to
 
+// The fused epilogue's C passes (epilogue_bench.cpp), f32, over a compact [rows = N*C, hw]
+// tensor (channel of row r: r % c), with the references' parallel loop on at most `threads`
+// threads (and the grain above). relu(t) = t if t > 0, NaN if NaN, else +0.0.
+struct EpiShape {
+  size_t rows, hw, c;
+};
+// t = relu(x + bias[channel])
+void ref_bias_relu(float* t, const float* x, const float* bias, const EpiShape& s, int threads);
+// y = relu(r + t)
+void ref_add_relu(float* y, const float* r, const float* t, const EpiShape& s, int threads);
+// The traffic limit of y = relu(r + dropout(relu(x + bias))): kept rows (epi_kept_row) read x
+// and r, dropped rows read r only, every row writes y: the fewest bytes the chain can move.
+void ref_epilogue_traffic(float* y, const float* x, const float* bias, const float* r,
+                          const EpiShape& s, double p, int threads);
+bool epi_kept_row(size_t row, double p);  // (1 - p) of the rows, evenly spread
+// The unfused backward's passes: d = stored <= 0 ? +0.0 : g (a ReLU's gradient from its stored
+// output: it passes where that is > 0 or NaN)
+void ref_relu_grad(float* d, const float* stored, const float* g, const EpiShape& s, int threads);
+// dbias[ch] = the sum of d over n, h, w, in float (parallel over channels; each row of hw summed
+// in 8 lanes and the row sums added in n order: the runtime's order, docs/epilogue.md#backward)
+void ref_channel_sum(float* dbias, const float* d, const EpiShape& s, int threads);
+
+// A buffer of at least `bytes`, 2 MiB aligned, first-touched in parallel by the pool with the
+// partition the references use (as the shared buffers A and B are). Never freed.
+void* alloc_first_touched(size_t bytes);
+
 }  // namespace sdb
 
 #endif  // SDROP_BENCH_COMMON_H_

@@ -91,7 +91,10 @@ tpy="" venv_tried=0
 framework_venv() {
   if [[ $venv_tried == 0 ]]; then
     venv_tried=1
-    tpy=$(bash "$root/python/install_venv.sh") || tpy=""
+    # The package links the release build's kernels (same sources) when there are any.
+    kf="$root/build/release/generators"
+    [[ -f "$kf/sdrop_kernels.h" ]] || kf=""
+    tpy=$(SDROP_KERNELS_FROM="$kf" bash "$root/python/install_venv.sh") || tpy=""
   fi
   [[ -n "$tpy" ]]
 }

@@ -27,9 +27,15 @@
 //        [/threads=<n>][/verbose=<level>]     fresh: a new output allocation per call
 //   torch/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/mul/<oop|inplace>
 //   ref/<scale|scale_inplace|zero|memset|ntcopy|memcpy_1t>/<f32|f64|16bit>/<size>
+//   epilogue/<fused|unfused|unfused_oop|torch|traffic>/f32/nchw/<size>/p0.5
+//        (epilogue_bench.cpp: the fused channel epilogue against the unfused passes, libtorch
+//        eager and its traffic limit)
+//   epilogue_bwd/<fused|unfused>/f32/nchw/<size>/p0.5
+//        (its backward: sdrop_epilogue_backward against autograd's unfused passes)
 //   gpu/...: see gpu.h
 // Bytes processed: 2 * numel * sizeof(dtype) for dropout and the scales and copies, numel *
-// sizeof(dtype) for the zero fill.
+// sizeof(dtype) for the zero fill, 3 * numel * 4 for every epilogue row (x, residual, y),
+// 5 * numel * 4 for every epilogue_bwd row (x, residual, dy, dx, dresidual).
 #include <benchmark/benchmark.h>
 #include <sdrop/sdrop.h>
 
@@ -45,6 +51,7 @@
 
 #include "cases.h"
 #include "common.h"
+#include "epilogue.h"
 #include "gpu.h"
 #include "torch_peer.h"
 
@@ -366,6 +373,8 @@ void register_all() {
       }
     }
   }
+  // The fused channel epilogue (every size, f32 NCHW p = 0.5, 2 threads): epilogue_bench.cpp.
+  register_epilogue(apply_common);
 }
 
 bool flag_value(const char* arg, const char* name, const char** value) {

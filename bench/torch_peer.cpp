@@ -83,4 +83,28 @@ void bm_torch(benchmark::State& st, const Case& c) {
   }
 }
 
+void bm_torch_epilogue(benchmark::State& st, const Size& s, double p, int threads,
+                       const float* x, const float* bias, const float* residual) {
+  const int saved = at::get_num_threads();
+  try {
+    torch::NoGradGuard ng;
+    if (saved != threads) at::set_num_threads(threads);
+    const auto f32 = torch::TensorOptions().dtype(at::kFloat);
+    torch::Tensor X = torch::from_blob(const_cast<float*>(x), {s.n, s.c, s.h, s.w}, f32);
+    torch::Tensor R = torch::from_blob(const_cast<float*>(residual), {s.n, s.c, s.h, s.w}, f32);
+    torch::Tensor B = torch::from_blob(const_cast<float*>(bias), {s.c}, f32).view({1, s.c, 1, 1});
+    auto opts = F::Dropout2dFuncOptions().p(p).training(true);
+    for (auto _ : st) {
+      torch::Tensor y = torch::relu(F::dropout2d(torch::relu(X + B), opts) + R);
+      benchmark::DoNotOptimize(y.data_ptr());
+      benchmark::ClobberMemory();
+    }
+    st.SetBytesProcessed(int64_t(st.iterations()) * 3 * s.numel() * 4);
+    st.SetLabel("threads=" + std::to_string(at::get_num_threads()) + " allocates");
+  } catch (const std::exception& e) {
+    st.SkipWithError((std::string("libtorch: ") + e.what()).c_str());
+  }
+  if (at::get_num_threads() != saved) at::set_num_threads(saved);
+}
+
 }  // namespace sdb

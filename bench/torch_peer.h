@@ -20,6 +20,12 @@ std::string torch_version();
 bool torch_supports(DType d, std::string* why);
 // c.multiply is ignored (dropout2d always multiplies); c.nhwc: a channels-last input.
 void bm_torch(benchmark::State& st, const Case& c);
+// The fused epilogue's chain in eager libtorch (epilogue_bench.cpp), f32 NCHW over the caller's
+// buffers (from_blob, no copy), on `threads` intra-op threads:
+//   y = relu(dropout2d(relu(x + bias.view({1, C, 1, 1}))) + residual)
+// Every op allocates (and first-touches) its output, as eager PyTorch does.
+void bm_torch_epilogue(benchmark::State& st, const Size& s, double p, int threads,
+                       const float* x, const float* bias, const float* residual);
 #else
 constexpr bool kHaveTorch = false;
 inline void torch_init(int) {}
@@ -30,6 +36,10 @@ inline bool torch_supports(DType, std::string* why) {
   return false;
 }
 inline void bm_torch(benchmark::State& st, const Case&) { st.SkipWithError("no libtorch"); }
+inline void bm_torch_epilogue(benchmark::State& st, const Size&, double, int, const float*,
+                              const float*, const float*) {
+  st.SkipWithError("no libtorch");
+}
 #endif
 
 }  // namespace sdb

@@ -5,8 +5,9 @@
               [--jax JAX_JSON | --jax-skipped REASON]
 
 Writes DIR/bench.json (the raw JSON, copied unless it is already there), DIR/bench.md (the
-tables and the issue-5 targets) and DIR/bench.png (GB/s against size), and prints the headline
-to stdout. Exits non-zero if a benchmark reported an error or the JSON is unusable.
+tables, the issue-5 targets and, when its rows ran, the section "Fused epilogue") and
+DIR/bench.png (GB/s against size), and prints the headline to stdout. Exits non-zero if a
+benchmark reported an error or the JSON is unusable.
 
 --pytorch adds the section "PyTorch: sdrop.torch vs F.dropout2d" (the issue-11 targets) from
 bench/frameworks/torch_bench.py's JSON; --pytorch-skipped says in its place why it was not run.
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
         else:
             plot(m, png)
 
-    print("\n".join(doc.head + doc.torch_head + doc.jax_head))
+    print("\n".join(doc.head + doc.epilogue_head + doc.torch_head + doc.jax_head))
     print(f"\nWrote {md_path}, {raw}" + (f", {png}" if plotted else ""))
     if run.errors:
         for e in run.errors:

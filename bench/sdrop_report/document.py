@@ -1,10 +1,11 @@
-"""bench.md put together: the CPU and GPU headlines, the run's description, the PyTorch
-comparison and the JAX one (when given), the errors and the tables. A run without GPU rows reads as a CPU-only
-report, a GPU-only run gives only the GPU sections."""
+"""bench.md put together: the CPU and GPU headlines, the run's description, the fused epilogue
+(when its rows ran), the PyTorch comparison and the JAX one (when given), the errors and the
+tables. A run without GPU rows reads as a CPU-only report, a GPU-only run gives only the GPU
+sections."""
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from . import render_cpu, render_gpu, render_jax, render_torch
+from . import render_cpu, render_epilogue, render_gpu, render_jax, render_torch
 from .fmt import num
 from .jax_parse import JaxRun
 from .model import Model
@@ -34,6 +35,7 @@ class Document:
     markdown: List[str]  # the whole of bench.md
     torch_head: List[str] = field(default_factory=list)  # the PyTorch targets, for stdout
     jax_head: List[str] = field(default_factory=list)  # the JAX ratios, for stdout
+    epilogue_head: List[str] = field(default_factory=list)  # the fused epilogue's targets
 
 
 def build(m: Model, cmdline: str, errors: List[str], torch_run: Optional[TorchRun] = None,
@@ -50,6 +52,10 @@ def build(m: Model, cmdline: str, errors: List[str], torch_run: Optional[TorchRu
     if not cpu:
         head += run_lines(m, cmdline)
     md = ["# sdrop benchmark report", ""] + head
+    epilogue_head = []
+    if m.has_epilogue():
+        md += [""] + render_epilogue.section(m)
+        epilogue_head = render_epilogue.head_lines(m)
     torch_head = []
     if torch_run is not None:
         md += [""] + render_torch.section(torch_run)
@@ -69,4 +75,4 @@ def build(m: Model, cmdline: str, errors: List[str], torch_run: Optional[TorchRu
     if cpu:
         md += render_cpu.tables(m) + [""]
     md += render_gpu.tables(m)
-    return Document(head, md, torch_head, jax_head)
+    return Document(head, md, torch_head, jax_head, epilogue_head)

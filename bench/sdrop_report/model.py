@@ -2,7 +2,7 @@
 bytes a call moves, the ratios, and the rows of each table in their order."""
 from typing import List, Optional, Tuple
 
-from .parse import REF_WIDTH, WIDTH, BenchRun, Dropout, Reference, Result, Size
+from .parse import REF_WIDTH, WIDTH, BenchRun, Dropout, Epilogue, Reference, Result, Size
 
 PS = (0.1, 0.5, 0.9)           # the p of the targets and of the headline rows
 LARGE, CACHE, TINY = "large", "cache", "tiny"  # the sizes the targets and headlines are about
@@ -49,6 +49,10 @@ class Model:
 
     def nbytes(self, case) -> Optional[int]:
         """The bytes one call of the case moves, as the benchmark counts them."""
+        if isinstance(case, Epilogue):  # x, the residual and y (backward: and dy, dx,
+            n = self.numel(case.size)      # dresidual), whatever the row reads
+            k = 5 if case.direction == "bwd" else 3
+            return None if n is None else k * n * WIDTH[case.dtype]
         if isinstance(case, Dropout):
             return self.moved(case.size, WIDTH[case.dtype])
         w = REF_WIDTH.get(case.width, 4)
@@ -97,6 +101,17 @@ class Model:
     def scale_ref(self, dtype, size, place) -> Optional[float]:
         return self.ref("scale_inplace" if place == "inplace" else "scale", dtype, size)
 
+    def epilogue_result(self, impl, size, dtype="f32", layout="nchw", p=0.5,
+                        direction="fwd") -> Optional[Result]:
+        """A fused-epilogue row: impl is "fused", "unfused", "unfused_oop", "torch" or "traffic"
+        (direction "fwd"), "fused" or "unfused" (direction "bwd")."""
+        return self.results.get(Epilogue("cpu", impl, dtype, layout, size, p, direction))
+
+    def epilogue(self, impl, size, dtype="f32", layout="nchw", p=0.5,
+                 direction="fwd") -> Optional[float]:
+        r = self.epilogue_result(impl, size, dtype, layout, p, direction)
+        return r.median if r else None
+
     def gpu_sdrop(self, device, dtype, layout, size, p, mode, place) -> Optional[float]:
         return self.t(Dropout(device, "sdrop", "fwd", dtype, layout, size, p, mode, place))
 
@@ -137,6 +152,17 @@ class Model:
                 if isinstance(c, Reference) and c.device == device]
         return sorted(rows, key=lambda r: (_index(REF_WIDTHS, r.case.width),
                                            self._size_index(r.case.size), r.case.kind))
+
+    def has_epilogue(self) -> bool:
+        return any(isinstance(c, Epilogue) for c in self.results)
+
+    def epilogue_points(self, direction=None) -> List[Tuple[str, str, str, float]]:
+        """(size, dtype, layout, p) of every fused-epilogue point measured (of one direction,
+        "fwd" or "bwd", if given), in table order."""
+        pts = {(c.size, c.dtype, c.layout, c.p) for c in self.results
+               if isinstance(c, Epilogue) and direction in (None, c.direction)}
+        return sorted(pts, key=lambda k: (self._size_index(k[0]), _index(DTYPES, k[1]), k[2],
+                                          k[3]))
 
     def forced_isas(self) -> List[str]:
         return sorted({c.isa for c in self.results

@@ -5,6 +5,10 @@ Benchmark names (see sdrop_bench.cpp and gpu.h):
         [/isa=<isa>][/threads=<n>][/verbose=<level>]   (fresh: a new output per call)
     torch/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/mul/<oop|inplace>
     ref/<scale|scale_inplace|zero|memset|ntcopy|memcpy_1t>/<f32|f64|16bit>/<size>
+    epilogue/<fused|unfused|unfused_oop|torch|traffic>/<dtype>/<nchw|nhwc>/<size>/p<p>
+        (the fused channel epilogue, its unfused passes, libtorch eager, its traffic limit)
+    epilogue_bwd/<fused|unfused>/<dtype>/<nchw|nhwc>/<size>/p<p>
+        (its backward: sdrop_epilogue_backward, autograd's unfused passes)
     gpu/<cuda|opencl>/sdrop/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/<zero|mul>/<oop|inplace>
     gpu/cuda/cudnn/fwd/<dtype>/<nchw|nhwc>/<size>/p<p>/mul/oop
     gpu/cuda/ref/memcpy_d2d/<f32|f64|16bit>/<size>
@@ -64,7 +68,26 @@ class Reference:
     size: str
 
 
-Case = Union[Dropout, Reference]
+EPILOGUE_IMPLS = ("fused", "unfused", "unfused_oop", "torch", "traffic")
+EPILOGUE_BWD_IMPLS = ("fused", "unfused")  # the backward rows (epilogue_bwd/...)
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """One row of the fused channel epilogue y = relu(r + dropout(relu(x + b))) (SPEC §9)."""
+    device: str   # "cpu"
+    impl: str     # a name of EPILOGUE_IMPLS: sdrop_epilogue_forward, the unfused passes (the
+                  # dropout in place; unfused_oop: each pass into its own output), libtorch's
+                  # eager sequence, the traffic-limit reference; backward: a name of
+                  # EPILOGUE_BWD_IMPLS (sdrop_epilogue_backward, autograd's unfused passes)
+    dtype: str
+    layout: str
+    size: str
+    p: float
+    direction: str = "fwd"  # "fwd" (epilogue/...) or "bwd" (epilogue_bwd/...)
+
+
+Case = Union[Dropout, Reference, Epilogue]
 
 
 @dataclass
@@ -135,6 +158,16 @@ def parse_name(run_name: str) -> Optional[Case]:
         if tags is None:
             return None
         return _dropout("cpu", *t[:8], **tags)
+    if t[0] == "epilogue" and len(t) == 6 and t[1] in EPILOGUE_IMPLS:
+        pv = _p(t[5])
+        if t[2] not in WIDTH or pv is None:
+            return None
+        return Epilogue("cpu", t[1], t[2], t[3], t[4], pv)
+    if t[0] == "epilogue_bwd" and len(t) == 6 and t[1] in EPILOGUE_BWD_IMPLS:
+        pv = _p(t[5])
+        if t[2] not in WIDTH or pv is None:
+            return None
+        return Epilogue("cpu", t[1], t[2], t[3], t[4], pv, "bwd")
     if t[0] == "ref" and len(t) == 4:
         return Reference("cpu", t[1], t[2], t[3])
     if t[0] == "gpu" and len(t) == 10 and t[2] in ("sdrop", "cudnn"):
@@ -164,7 +197,11 @@ def sizes_from_context(context: dict) -> Optional[Dict[str, Size]]:
 
 
 def counted_bytes_per_element(case: Case) -> Optional[int]:
-    """Bytes the benchmark counts per element: 2·sizeof, or 1·sizeof for the CPU zero fill."""
+    """Bytes the benchmark counts per element: 2·sizeof, or 1·sizeof for the CPU zero fill,
+    3·sizeof for the epilogue rows (x, the residual and y), 5·sizeof for its backward rows (x,
+    the residual and dy read, dx and dresidual written)."""
+    if isinstance(case, Epilogue):
+        return (5 if case.direction == "bwd" else 3) * WIDTH[case.dtype]
     if isinstance(case, Dropout):
         return 2 * WIDTH[case.dtype]
     w = REF_WIDTH.get(case.width)

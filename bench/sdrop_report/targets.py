@@ -1,4 +1,5 @@
-"""The issue-5 performance targets, checked against a Model.
+"""The issue-5 performance targets (and those of issue 12 and of the fused epilogue), checked
+against a Model.
 
 Each target is met only when every value it names was measured and passes; with one missing
 it is "n/a" (None), so a filtered run never claims a target it did not measure."""
@@ -128,4 +129,56 @@ def issue12_targets(m: Model) -> List[Target]:
                           m.sdrop("fwd", "f32", "nchw", L, p, "mul", "oop"))) for p in PS]
     out.append(Target("large multiply mode: channels-last within 10 % of channels-first "
                       "(time NHWC / NCHW ≤ 1.10)", all_ok(v, 1.10, at_least=False), v))
+    return out
+
+
+# The fused epilogue (SPEC §9): what the fused forward must reach against each row it replaces,
+# as (column, threshold, text); each ratio is t_other / t_fused (≥ threshold: met).
+EPILOGUE_TARGETS = (
+    ("unfused", 2.5, "≥ 2.5× the unfused sequence (sdrop_forward plus C bias/ReLU and add/ReLU "
+                     "passes)"),
+    ("torch", 5.0, "≥ 5× libtorch's eager sequence"),
+    ("traffic", 0.9, "≥ 0.9× its own traffic limit (x read on kept channels, the residual read, "
+                     "y written)"),
+)
+
+
+def epilogue_ratios(m: Model, size: str, dtype="f32", layout="nchw",
+                    p=0.5) -> List[Tuple[str, Optional[float], Optional[bool]]]:
+    """(column, t_column / t_fused, met) of each EPILOGUE_TARGETS entry at one point."""
+    tf = m.epilogue("fused", size, dtype, layout, p)
+    out = []
+    for col, threshold, _ in EPILOGUE_TARGETS:
+        r = ratio(m.epilogue(col, size, dtype, layout, p), tf)
+        out.append((col, r, None if r is None else r >= threshold))
+    return out
+
+
+# Its backward: sdrop_epilogue_backward against autograd's unfused passes, t_unfused / t_fused.
+EPILOGUE_BWD_TARGET = ("unfused", 1.5, "≥ 1.5× the unfused backward (C ReLU-gradient passes, "
+                                       "sdrop_backward and a C channel sum)")
+
+
+def epilogue_bwd_ratio(m: Model, size: str, dtype="f32", layout="nchw",
+                       p=0.5) -> Tuple[Optional[float], Optional[bool]]:
+    """(t_unfused / t_fused, met) of the backward rows at one point."""
+    _, threshold, _ = EPILOGUE_BWD_TARGET
+    r = ratio(m.epilogue("unfused", size, dtype, layout, p, "bwd"),
+              m.epilogue("fused", size, dtype, layout, p, "bwd"))
+    return r, None if r is None else r >= threshold
+
+
+def epilogue_targets(m: Model) -> List[Target]:
+    """The issue's targets: large f32 NCHW, p = 0.5, in one run: the forward's, then the
+    backward's."""
+    L = LARGE
+    out = []
+    for (col, threshold, text), (_, r, _) in zip(EPILOGUE_TARGETS, epilogue_ratios(m, L)):
+        v = [("p=0.5", r)]
+        out.append(Target(f"fused forward, {L} {dims(m.size(L))} f32 NCHW p=0.5: {text}",
+                          all_ok(v, threshold), v))
+    _, threshold, text = EPILOGUE_BWD_TARGET
+    v = [("p=0.5", epilogue_bwd_ratio(m, L)[0])]
+    out.append(Target(f"fused backward, {L} {dims(m.size(L))} f32 NCHW p=0.5: {text}",
+                      all_ok(v, threshold), v))
     return out
