@@ -11,6 +11,8 @@ torch.compile): see ``sdrop.torch``. JAX under jit: ``sdrop.jax``; Keras layers:
     y = sdrop.spatial_dropout(x, 0.5, seed=1234, layout="channels_last")
     m = sdrop.mask(x, 0.5, seed=1234)                                  # keep mask, noise shape
     y = sdrop.apply_mask(x, m, 0.5)                                    # caller-given mask
+    y = sdrop.epilogue(x, 0.1, seed=1234, bias=b, residual=r, post="relu")  # fused epilogue
+    dx, db, dr = sdrop.epilogue_backward(x, dy, 0.1, seed=1234, bias=b, residual=r, post="relu")
 """
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ from ._errors import (  # noqa: F401  (re-exported)
 )
 
 __all__ = [
-    "spatial_dropout", "spatial_dropout_backward", "mask", "apply_mask", "spatial_axes",
+    "spatial_dropout", "spatial_dropout_backward", "mask", "apply_mask", "epilogue",
+    "epilogue_backward", "spatial_axes",
     "set_num_threads", "get_num_threads", "set_verbose", "get_verbose", "version", "last_error",
     "cpu_isa", "host_cpu_isa", "set_max_cpu_isa", "get_max_cpu_isa", "flags", "Status", "SdropError",
     "SdropInvalidArgument", "SdropUnsupported", "SdropBackendUnavailable", "SdropOutOfMemory",
@@ -42,6 +45,7 @@ FLAG_MULTIPLY = _sdrop.FLAG_MULTIPLY              # dropped = x * 0 (NaN/Inf pro
 FLAG_SCALE_IN_DTYPE = _sdrop.FLAG_SCALE_IN_DTYPE  # f16/bf16: s rounded to the dtype first
 _U64 = (1 << 64) - 1
 _LAYOUTS = {"channels_first": _sdrop.CHANNELS_FIRST, "channels_last": _sdrop.CHANNELS_LAST}
+_ACTIVATIONS = {"identity": _sdrop.ACTIVATION_IDENTITY, "relu": _sdrop.ACTIVATION_RELU}
 
 
 # ---- arguments -------------------------------------------------------------------------------
@@ -67,6 +71,25 @@ def _p(p) -> float:
         return float(p)
     except (TypeError, ValueError):
         raise TypeError(f"p must be a real number, got {type(p).__name__}") from None
+
+
+def activation(name) -> int:
+    """sdrop_activation of a name: "identity" (or None) -> 0, "relu" -> 1."""
+    if name is None:
+        name = "identity"
+    try:
+        return _ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"activation must be 'identity' or 'relu', got {name!r}") from None
+
+
+def channel_axis_of(channel_axis, ndim: int, layout: str = "channels_first") -> int:
+    """The axis a per-channel bias indexes: None -> 1 (channels_first) or ndim-1
+    (channels_last); a negative axis counts from the end."""
+    if channel_axis is None:
+        return 1 if _layout(layout) == _LAYOUTS["channels_first"] else ndim - 1
+    a = operator.index(channel_axis)
+    return a + ndim if a < 0 else a  # the library checks it against ndim, with a message
 
 
 def spatial_axes(ndim: int, layout: str = "channels_first") -> int:
@@ -239,6 +262,69 @@ def apply_mask(x, mask, p, *, mask_axes=None, inplace=False, out=None, nan_propa
     y = _output(x, inplace, out)
     _sdrop.apply_mask(x, mask, y, _p(p), axes, flags(nan_propagate, scale_in_dtype))
     return y
+
+
+def _operand(a):
+    return None if a is None else _as_array(a)
+
+
+def epilogue(x, p, *, seed, offset=0, bias=None, residual=None, act="relu", post="identity",
+             layout="channels_first", mask_axes=None, channel_axis=None, inplace=False, out=None,
+             nan_propagate=False, scale_in_dtype=False, shard=None):
+    """The fused channel epilogue y = post(residual + dropout(act(x + bias))), bit for bit the
+    unfused sequence (docs/epilogue.md): the bias of a convolution, its activation, spatial
+    dropout, a residual add and the activation after it, in one pass.
+
+    bias: None or 1-D, one value per channel (x.shape[channel_axis]; channel_axis None is 1 for
+    channels_first, ndim-1 for channels_last). residual: None or x's shape and dtype (it may be
+    out itself). act, post: "identity" or "relu". The dropout is spatial_dropout's with the same
+    seed, offset, layout/mask_axes, nan_propagate, scale_in_dtype and shard. CPU arrays only.
+
+    A PyTorch tensor goes through sdrop's PyTorch operator (differentiable)."""
+    if _is_torch(x):
+        if inplace or out is not None:
+            raise TypeError("inplace= and out= are for NumPy arrays; a torch tensor gets a new tensor")
+        from . import torch as st
+        return st.epilogue(x, p, seed=seed, offset=offset, bias=bias, residual=residual, act=act,
+                           post=post, layout=layout, mask_axes=mask_axes,
+                           channel_axis=channel_axis, nan_propagate=nan_propagate,
+                           scale_in_dtype=scale_in_dtype, shard=shard)
+    x = _as_array(x)
+    ndim = len(x.shape)
+    axes = mask_axes_bits(mask_axes, ndim, layout)
+    ch = channel_axis_of(channel_axis, ndim, layout)
+    a, b = activation(act), activation(post)
+    y = _output(x, inplace, out)
+    origin, logical = _shard(shard)
+    _sdrop.epilogue(x, y, _operand(bias), _operand(residual), _p(p), _u64(seed, "seed"),
+                    _u64(offset, "offset"), axes, flags(nan_propagate, scale_in_dtype), ch, a, b,
+                    origin, logical)
+    return y
+
+
+def epilogue_backward(x, dy, p, *, seed, offset=0, bias=None, residual=None, act="relu",
+                      post="identity", layout="channels_first", mask_axes=None,
+                      channel_axis=None, nan_propagate=False, scale_in_dtype=False, shard=None,
+                      want_dbias=True, want_dresidual=True):
+    """(dx, dbias, dresidual): the gradients of epilogue() with the same arguments, from its
+    input x and the gradient dy of its output, as autograd of the unfused sequence computes
+    them; the mask is regenerated and the forward recomputed (docs/epilogue.md#backward).
+    dbias (summed in float, float64 for float64, rounded once) is None without a bias or with
+    want_dbias=False; dresidual likewise."""
+    x, dy = _as_array(x), _as_array(dy)
+    ndim = len(x.shape)
+    axes = mask_axes_bits(mask_axes, ndim, layout)
+    ch = channel_axis_of(channel_axis, ndim, layout)
+    a, b = activation(act), activation(post)
+    bias, residual = _operand(bias), _operand(residual)
+    dx = _empty_like(x)
+    dbias = _empty_like(bias) if want_dbias and bias is not None else None
+    dresidual = _empty_like(dy) if want_dresidual and residual is not None else None
+    origin, logical = _shard(shard)
+    _sdrop.epilogue_backward(x, dy, dx, dbias, dresidual, bias, residual, _p(p),
+                             _u64(seed, "seed"), _u64(offset, "offset"), axes,
+                             flags(nan_propagate, scale_in_dtype), ch, a, b, origin, logical)
+    return dx, dbias, dresidual
 
 
 # ---- library state -------------------------------------------------------------------------------

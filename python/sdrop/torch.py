@@ -20,6 +20,10 @@ scaled in their dtype), bit for bit given the mask, and draw their masks from Ph
   sequence, and checkpointing (reentrant or not) neither changes a mask nor advances the
   step twice.
 
+The fused channel epilogue ``post(residual + dropout2d(act(x + bias)))``: ``dropout_epilogue``
+and ``DropoutEpilogue`` (one pass forward, one backward, gradients to x, bias and residual;
+CPU only), ``epilogue`` for any layout and mask axes.
+
 See docs/python.md.
 """
 from __future__ import annotations
@@ -34,7 +38,8 @@ import sdrop as _sd
 
 __all__ = [
     "Dropout1d", "Dropout2d", "Dropout3d", "SpatialDropout", "dropout1d", "dropout2d",
-    "dropout3d", "spatial_dropout", "mask", "apply_mask", "draw_seed",
+    "dropout3d", "spatial_dropout", "mask", "apply_mask", "draw_seed", "DropoutEpilogue",
+    "dropout_epilogue", "epilogue",
 ]
 
 
@@ -63,6 +68,7 @@ _dropout = _ops.dropout.default
 _dropout_ = _ops.dropout_.default
 _draw_seed = _ops.draw_seed.default
 _seeded_step = _ops.seeded_step.default
+_epilogue = _ops.epilogue.default
 
 # Eager calls go through _torch_eager (python/src/torch_eager.cpp): the same operators through
 # the same dispatcher, in one crossing from Python instead of two boxed op calls and the
@@ -194,6 +200,69 @@ def apply_mask(x: torch.Tensor, mask: torch.Tensor, p: float, *, mask_axes=None,
     else:
         axes = _sd.mask_axes_bits(mask_axes, x.dim())
     return _ops.apply_mask(x, mask, float(p), axes, _sd.flags(nan_propagate, scale_in_dtype))
+
+
+# ---- the fused channel epilogue --------------------------------------------------------------------
+# (seed, offset) of a call without dropout (eval mode, p = 0, an empty input): at p = 0 every
+# element is kept whatever the mask, and no draw is taken from torch's generator, as the
+# unfused sequence's dropout takes none.
+_NO_SEED = torch.zeros((), dtype=torch.int64)
+
+
+def epilogue(x: torch.Tensor, p: float, *, bias: Optional[torch.Tensor] = None,
+             residual: Optional[torch.Tensor] = None, act: str = "relu", post: str = "identity",
+             seed: Optional[int] = None, offset: Optional[int] = None,
+             layout: str = "channels_first", mask_axes=None, channel_axis=None,
+             nan_propagate: bool = True, scale_in_dtype: bool = True, shard=None):
+    """The fused channel epilogue y = post(residual + spatial_dropout(act(x + bias))) of any
+    layout and mask axes, always applied (no `training` switch), bit for bit the unfused
+    sequence (docs/epilogue.md). bias: None or 1-D of x.shape[channel_axis] (channel_axis None:
+    1 for channels_first, ndim-1 for channels_last); residual: None or x's shape; both x's
+    dtype. act, post: "identity" or "relu". Differentiable in x, bias and residual (the
+    backward regenerates the mask). CPU tensors only."""
+    p = _check_p(p)
+    axes = _sd.mask_axes_bits(mask_axes, x.dim(), layout)
+    ch = _sd.channel_axis_of(channel_axis, x.dim(), layout)
+    seed_t, offset_t = _seed_tensors(x, seed, offset)  # drawn at p = 0 too, as spatial_dropout
+    origin, logical = _shard_args(shard, x)
+    return _epilogue(x, bias, residual, seed_t, offset_t, p, axes,
+                     _sd.flags(nan_propagate, scale_in_dtype), ch, _sd.activation(act),
+                     _sd.activation(post), origin, logical)
+
+
+def _epilogue_axes(input, channels_last):
+    """(mask_axes, channel_axis) of a batched (N, C, ...) or, channels_last, (N, ..., C) input."""
+    if input.dim() < 2:
+        raise _rank_error("dropout_epilogue", input.dim(),
+                          "batched (N, ..., C)" if channels_last else "batched (N, C, ...)")
+    if channels_last:
+        return 1 | 1 << (input.dim() - 1), input.dim() - 1
+    return 0b11, 1
+
+
+def dropout_epilogue(input: torch.Tensor, p: float = 0.5, training: bool = True, *,
+                     bias: Optional[torch.Tensor] = None, residual: Optional[torch.Tensor] = None,
+                     act: str = "relu", post: str = "identity", seed: Optional[int] = None,
+                     offset: Optional[int] = None, channels_last: bool = False):
+    """post(residual + dropout2d(act(input + bias))) in one pass, bit for bit the unfused
+    sequence with sdrop.torch.dropout2d (same seed and offset: the same mask, PyTorch's
+    arithmetic), and its gradients to input, bias and residual in one more.
+
+    input: (N, C, ...) (any memory format, channels_last included), or with channels_last=True
+    a logical (N, ..., C) tensor (Keras' layout: one draw per sample and last-axis channel).
+    bias: None or (C,); residual: None or input's shape; both input's dtype. act, post:
+    "identity" or "relu". training=False (or p = 0): the same fused math without dropout
+    (bias, act, residual and post still applied), and no draw from torch's generator.
+    seed=None draws (seed, offset) from torch's default generator, as dropout2d does. CPU
+    tensors only (CUDA tensors raise NotImplementedError)."""
+    p = _check_p(p)
+    axes, ch = _epilogue_axes(input, channels_last)
+    if not training or p == 0.0 or input.numel() == 0:  # where dropout2d returns its input
+        p, seed_t, offset_t = 0.0, _NO_SEED, _NO_SEED
+    else:
+        seed_t, offset_t = _seed_tensors(input, seed, offset)
+    return _epilogue(input, bias, residual, seed_t, offset_t, p, axes, _TORCH_FLAGS, ch,
+                     _sd.activation(act), _sd.activation(post))
 
 
 def _feature(input, p, training, inplace, seed, offset, axes, shard):
@@ -394,3 +463,41 @@ class SpatialDropout(_Philox):
 
     def extra_repr(self) -> str:
         return f"layout={self.layout!r}, " + super().extra_repr()
+
+
+class DropoutEpilogue(_Philox):
+    """The fused channel epilogue as a module: forward(input, bias=None, residual=None) is
+    dropout_epilogue(input, p, self.training, bias=bias, residual=residual, act=act, post=post)
+    with the mask drawn exactly as Dropout2d draws it (seed=None: torch's default generator;
+    seed=int: (seed, step), the step advancing once per training forward and saved in
+    state_dict). Eval mode: the same fused math without dropout."""
+
+    def __init__(self, p: float = 0.5, act: str = "relu", post: str = "identity", *,
+                 seed: Optional[int] = None, channels_last: bool = False, shard=None,
+                 data_parallel=None):
+        super().__init__(p, False, seed=seed, shard=shard, data_parallel=data_parallel)
+        self._act, self._post = _sd.activation(act), _sd.activation(post)
+        self.act, self.post = act, post
+        self.channels_last = channels_last
+
+    def forward(self, input: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        axes, ch = _epilogue_axes(input, self.channels_last)
+        if self.training and self.p != 0.0 and input.numel() != 0:
+            p = self.p
+            seed_t, offset_t = self._seed_offset(input)
+        else:
+            p, seed_t, offset_t = 0.0, _NO_SEED, _NO_SEED
+        origin, logical = self._shard_for(input)
+        return _epilogue(input, bias, residual, seed_t, offset_t, p, axes, _TORCH_FLAGS, ch,
+                         self._act, self._post, origin, logical)
+
+    def extra_repr(self) -> str:
+        s = f"p={self.p}, act={self.act!r}, post={self.post!r}"
+        if self.channels_last:
+            s += ", channels_last=True"
+        if self._seed is not None:
+            s += f", seed={self.seed}, step={self.step}"
+        if self.data_parallel is not None:
+            s += f", data_parallel={self.data_parallel}"
+        return s

@@ -122,6 +122,60 @@ void apply_mask(const In& x, const In& m, Out& y, double p, uint32_t axes, uint3
   check(st);
 }
 
+// The fused channel epilogue (docs/epilogue.md): its optional operands and choices.
+struct Epilogue {
+  std::optional<View> bias, residual;
+  sdrop_epilogue e{};
+  Epilogue(const std::optional<In>& b, const std::optional<In>& r, int32_t channel_axis,
+           int32_t act, int32_t post) {
+    if (b) e.bias = &bias.emplace(*b).t;
+    if (r) e.residual = &residual.emplace(*r).t;
+    e.channel_axis = channel_axis;
+    e.act = act;
+    e.post = post;
+  }
+};
+
+void epilogue(const In& x, Out& y, std::optional<In> bias, std::optional<In> residual, double p,
+              uint64_t seed, uint64_t offset, uint32_t axes, uint32_t flags, int32_t channel_axis,
+              int32_t act, int32_t post, std::optional<std::vector<int64_t>> origin,
+              std::optional<std::vector<int64_t>> logical) {
+  View vx(x), vy(y);
+  const Epilogue epi(bias, residual, channel_axis, act, post);
+  const Shard sh(origin, logical);
+  const sdrop_shard* s = sh.get(x.ndim());
+  const sdrop_params prm = params(p, seed, offset, axes, flags);
+  sdrop_status st;
+  {
+    nb::gil_scoped_release release;
+    st = sdrop_epilogue_forward(&prm, s, &epi.e, &vx.t, &vy.t);
+  }
+  check(st);
+}
+
+void epilogue_backward(const In& x, const In& dy, Out& dx, std::optional<Out> dbias,
+                       std::optional<Out> dresidual, std::optional<In> bias,
+                       std::optional<In> residual, double p, uint64_t seed, uint64_t offset,
+                       uint32_t axes, uint32_t flags, int32_t channel_axis, int32_t act,
+                       int32_t post, std::optional<std::vector<int64_t>> origin,
+                       std::optional<std::vector<int64_t>> logical) {
+  View vx(x), vdy(dy), vdx(dx);
+  std::optional<View> vdb, vdr;
+  if (dbias) vdb.emplace(*dbias);
+  if (dresidual) vdr.emplace(*dresidual);
+  const Epilogue epi(bias, residual, channel_axis, act, post);
+  const Shard sh(origin, logical);
+  const sdrop_shard* s = sh.get(x.ndim());
+  const sdrop_params prm = params(p, seed, offset, axes, flags);
+  sdrop_status st;
+  {
+    nb::gil_scoped_release release;
+    st = sdrop_epilogue_backward(&prm, s, &epi.e, &vx.t, &vdy.t, &vdx.t, vdb ? &vdb->t : nullptr,
+                                 vdr ? &vdr->t : nullptr);
+  }
+  check(st);
+}
+
 }  // namespace
 
 NB_MODULE(_sdrop, m) {
@@ -133,6 +187,15 @@ NB_MODULE(_sdrop, m) {
         nb::arg("mask_axes"), nb::arg("origin").none(), nb::arg("logical_shape").none());
   m.def("apply_mask", &apply_mask, nb::arg("x"), nb::arg("mask"), nb::arg("y"), nb::arg("p"),
         nb::arg("mask_axes"), nb::arg("flags"));
+  m.def("epilogue", &epilogue, nb::arg("x"), nb::arg("y"), nb::arg("bias").none(),
+        nb::arg("residual").none(), nb::arg("p"), nb::arg("seed"), nb::arg("offset"),
+        nb::arg("mask_axes"), nb::arg("flags"), nb::arg("channel_axis"), nb::arg("act"),
+        nb::arg("post"), nb::arg("origin").none(), nb::arg("logical_shape").none());
+  m.def("epilogue_backward", &epilogue_backward, nb::arg("x"), nb::arg("dy"), nb::arg("dx"),
+        nb::arg("dbias").none(), nb::arg("dresidual").none(), nb::arg("bias").none(),
+        nb::arg("residual").none(), nb::arg("p"), nb::arg("seed"), nb::arg("offset"),
+        nb::arg("mask_axes"), nb::arg("flags"), nb::arg("channel_axis"), nb::arg("act"),
+        nb::arg("post"), nb::arg("origin").none(), nb::arg("logical_shape").none());
   m.def("spatial_axes", [](int32_t ndim, int layout) {
     return sdrop_spatial_axes(ndim, sdrop_layout(layout));
   });
@@ -161,6 +224,8 @@ NB_MODULE(_sdrop, m) {
   m.attr("FLAG_SCALE_IN_DTYPE") = SDROP_FLAG_SCALE_IN_DTYPE;
   m.attr("CHANNELS_FIRST") = int(SDROP_CHANNELS_FIRST);
   m.attr("CHANNELS_LAST") = int(SDROP_CHANNELS_LAST);
+  m.attr("ACTIVATION_IDENTITY") = int(SDROP_ACTIVATION_IDENTITY);
+  m.attr("ACTIVATION_RELU") = int(SDROP_ACTIVATION_RELU);
   m.def("set_error_types", [](nb::dict types) {
     for (auto [k, v] : types) {
       const int s = nb::cast<int>(k);

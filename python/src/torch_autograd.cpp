@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "torch_sdrop.h"
@@ -134,6 +135,119 @@ struct ApplyMask : public torch::autograd::Function<ApplyMask> {
 // kernel below, as PyTorch's own generated autograd kernels do.
 bool records(const T& x) { return at::GradMode::is_enabled() && x.requires_grad(); }
 
+// The fused channel epilogue (docs/epilogue.md). Its backward recomputes the forward from x,
+// bias and residual and regenerates the mask, so those three are saved (as the unfused
+// sequence saves its ReLUs' outputs) and nothing else tensor-sized; the gradient flows to x,
+// bias and residual. epilogue_backward is not differentiable in its gradient (no double
+// backward).
+using OptT = std::optional<T>;
+using EpilogueFn = T(const T&, const OptT&, const OptT&, const T&, const T&, double, int64_t,
+                     int64_t, int64_t, int64_t, int64_t, Shape, Shape);
+using EpilogueBackwardFn = std::tuple<T, T, T>(const T&, const T&, const OptT&, const OptT&,
+                                               const T&, const T&, double, int64_t, int64_t,
+                                               int64_t, int64_t, int64_t, bool, bool, Shape,
+                                               Shape);
+
+T call_epilogue(const T& x, const OptT& bias, const OptT& residual, const T& seed,
+                const T& offset, double p, int64_t axes, int64_t flags, int64_t channel_axis,
+                int64_t act, int64_t post, Shape origin, Shape logical) {
+  static const auto raw = op("sdrop::epilogue").typed<EpilogueFn>();
+  return raw.call(x, bias, residual, seed, offset, p, axes, flags, channel_axis, act, post,
+                  origin, logical);
+}
+
+std::tuple<T, T, T> call_epilogue_backward(const T& g, const T& x, const OptT& bias,
+                                           const OptT& residual, const T& seed, const T& offset,
+                                           double p, int64_t axes, int64_t flags,
+                                           int64_t channel_axis, int64_t act, int64_t post,
+                                           bool need_bias, bool need_residual, Shape origin,
+                                           Shape logical) {
+  static const auto raw = op("sdrop::epilogue_backward").typed<EpilogueBackwardFn>();
+  return raw.call(g, x, bias, residual, seed, offset, p, axes, flags, channel_axis, act, post,
+                  need_bias, need_residual, origin, logical);
+}
+
+bool given(const OptT& t) { return t && t->defined(); }
+OptT optional_of(const T& t) { return t.defined() ? OptT(t) : OptT(); }
+bool wants_grad(const OptT& t) { return given(t) && t->requires_grad(); }
+
+struct Epilogue : public torch::autograd::Function<Epilogue> {
+  static T forward(AutogradContext* ctx, const T& x, const OptT& bias, const OptT& residual,
+                   const T& seed, const T& offset, double p, int64_t axes, int64_t flags,
+                   int64_t channel_axis, int64_t act, int64_t post, Shape origin,
+                   Shape logical) {
+    save(ctx, seed, offset, p, axes, flags, origin, logical);
+    ctx->saved_data["channel_axis"] = channel_axis;
+    ctx->saved_data["act"] = act;
+    ctx->saved_data["post"] = post;
+    ctx->save_for_backward({x, given(bias) ? *bias : T(), given(residual) ? *residual : T()});
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_epilogue(x, bias, residual, seed, offset, p, axes, flags, channel_axis, act,
+                         post, origin, logical);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    const variable_list saved = ctx->get_saved_variables();
+    const T &x = saved[0], &bias = saved[1], &residual = saved[2];
+    // The edges are the forward's defined tensor arguments: x, [bias], [residual], seed, offset.
+    const bool need_x = ctx->needs_input_grad(0);
+    const bool need_bias = bias.defined() && ctx->needs_input_grad(1);
+    const bool need_residual =
+        residual.defined() && ctx->needs_input_grad(bias.defined() ? 2 : 1);
+    variable_list out(13);
+    if (!g[0].defined() || !(need_x || need_bias || need_residual)) return out;
+    auto& d = ctx->saved_data;
+    std::optional<std::vector<int64_t>> origin, logical;
+    if (d.count("origin")) origin = d["origin"].toIntVector();
+    if (d.count("logical")) logical = d["logical"].toIntVector();
+    auto [dx, dbias, dresidual] = call_epilogue_backward(
+        g[0], x, optional_of(bias), optional_of(residual), d["seed"].toTensor(),
+        d["offset"].toTensor(), d["p"].toDouble(), d["axes"].toInt(), d["flags"].toInt(),
+        d["channel_axis"].toInt(), d["act"].toInt(), d["post"].toInt(), need_bias,
+        need_residual, opt(origin), opt(logical));
+    if (need_x) out[0] = dx;
+    if (need_bias) out[1] = dbias;
+    if (need_residual) out[2] = dresidual;
+    return out;
+  }
+};
+
+T epilogue_autograd(const T& x, const OptT& bias, const OptT& residual, const T& seed,
+                    const T& offset, double p, int64_t axes, int64_t flags,
+                    int64_t channel_axis, int64_t act, int64_t post, Shape origin,
+                    Shape logical) {
+  if (!at::GradMode::is_enabled() ||
+      !(x.requires_grad() || wants_grad(bias) || wants_grad(residual))) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_epilogue(x, bias, residual, seed, offset, p, axes, flags, channel_axis, act,
+                         post, origin, logical);
+  }
+  return Epilogue::apply(x, bias, residual, seed, offset, p, axes, flags, channel_axis, act,
+                         post, origin, logical);
+}
+
+// The gradients are linear in g and piecewise constant in x, bias and residual (a ReLU's
+// derivative is 0 or 1), so without a g that requires grad there is nothing to record (their
+// derivatives are zero almost everywhere, as for threshold_backward). With one (a double
+// backward through the epilogue, create_graph=True) it refuses, rather than return gradients
+// autograd would silently treat as constants.
+std::tuple<T, T, T> epilogue_backward_autograd(const T& g, const T& x, const OptT& bias,
+                                               const OptT& residual, const T& seed,
+                                               const T& offset, double p, int64_t axes,
+                                               int64_t flags, int64_t channel_axis,
+                                               int64_t act, int64_t post, bool need_bias,
+                                               bool need_residual, Shape origin,
+                                               Shape logical) {
+  TORCH_CHECK_NOT_IMPLEMENTED(
+      !at::GradMode::is_enabled() || !g.requires_grad(),
+      "sdrop: epilogue_backward is not differentiable in its gradient: the fused epilogue has "
+      "no double backward (create_graph=True with a gradient that requires grad)");
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return call_epilogue_backward(g, x, bias, residual, seed, offset, p, axes, flags,
+                                channel_axis, act, post, need_bias, need_residual, origin,
+                                logical);
+}
+
 T dropout_autograd(const T& x, const T& seed, const T& offset, double p, int64_t axes,
                    int64_t flags, Shape origin, Shape logical) {
   if (!records(x)) {
@@ -183,4 +297,6 @@ TORCH_LIBRARY_IMPL(sdrop, Autograd, m) {
   m.impl("dropout_backward", &dropout_backward_autograd);
   m.impl("dropout_", &dropout_inplace_autograd);
   m.impl("apply_mask", &apply_mask_autograd);
+  m.impl("epilogue", &epilogue_autograd);
+  m.impl("epilogue_backward", &epilogue_backward_autograd);
 }

@@ -92,6 +92,85 @@ T apply_mask(const T& x, const T& m, double p, int64_t axes, int64_t flags) {
   return y;
 }
 
+// The fused channel epilogue (docs/epilogue.md): y = post(residual + dropout(act(x + bias))),
+// CPU only in this release (libsdrop refuses other devices with SDROP_ERROR_UNSUPPORTED).
+using OptT = std::optional<T>;
+
+bool given(const OptT& t) { return t && t->defined(); }
+
+int32_t int32_arg(int64_t v, const char* name) {
+  TORCH_CHECK_VALUE(v >= INT32_MIN && v <= INT32_MAX, "sdrop: ", name,
+                    " must fit in 32 bits, got ", v);
+  return int32_t(v);
+}
+
+// The sdrop_epilogue of a call and the DLTensors it points to.
+struct Epilogue {
+  std::optional<DL> bias, residual;
+  sdrop_epilogue e{};
+  Epilogue(const OptT& b, const OptT& r, int64_t channel_axis, int64_t act, int64_t post) {
+    if (given(b)) e.bias = &bias.emplace(*b).t;
+    if (given(r)) e.residual = &residual.emplace(*r).t;
+    e.channel_axis = int32_arg(channel_axis, "channel_axis");
+    e.act = int32_arg(act, "act");
+    e.post = int32_arg(post, "post");
+  }
+};
+
+T epilogue(const T& x, const OptT& bias, const OptT& residual, const T& seed, const T& offset,
+           double p, int64_t axes, int64_t flags, int64_t channel_axis, int64_t act,
+           int64_t post, Shape origin, Shape logical) {
+  const sdrop_params prm = params_of(seed, offset, p, axes, flags);
+  const Epilogue epi(bias, residual, channel_axis, act, post);
+  T y = new_like(x);
+  const Shard shard(origin, logical, x.dim());
+  use_current_stream(x);
+  TorchThreads threads(x);
+  DL dx(x), dy(y);
+  check(sdrop_epilogue_forward(&prm, shard.get(), &epi.e, &dx.t, &dy.t));
+  return y;
+}
+
+// The outputs of epilogue_backward: dx like x; dbias (contiguous, bias's shape) and dresidual
+// (like residual) when wanted, else empty tensors of x's dtype and device (a custom op's
+// outputs are tensors, never None). Shared with the Meta kernel, so the shapes agree.
+std::tuple<T, T, T> epilogue_grads(const T& x, const OptT& bias, const OptT& residual,
+                                   bool need_bias, bool need_residual, bool cpu) {
+  TORCH_CHECK_VALUE(!need_bias || given(bias),
+                    "sdrop: need_bias_grad is set but bias is None: there is no bias to "
+                    "differentiate");
+  TORCH_CHECK_VALUE(!need_residual || given(residual),
+                    "sdrop: need_residual_grad is set but residual is None: there is no "
+                    "residual to differentiate");
+  T dx = cpu ? new_like(x) : at::empty_like(x);
+  T db = need_bias ? at::empty_like(*bias, at::MemoryFormat::Contiguous)
+                   : at::empty({0}, x.options());
+  T dr = need_residual ? (cpu ? new_like(*residual) : at::empty_like(*residual))
+                       : at::empty({0}, x.options());
+  return {dx, db, dr};
+}
+
+std::tuple<T, T, T> epilogue_backward(const T& grad, const T& x, const OptT& bias,
+                                      const OptT& residual, const T& seed, const T& offset,
+                                      double p, int64_t axes, int64_t flags,
+                                      int64_t channel_axis, int64_t act, int64_t post,
+                                      bool need_bias, bool need_residual, Shape origin,
+                                      Shape logical) {
+  const sdrop_params prm = params_of(seed, offset, p, axes, flags);
+  const Epilogue epi(bias, residual, channel_axis, act, post);
+  auto out = epilogue_grads(x, bias, residual, need_bias, need_residual, x.is_cpu());
+  const Shard shard(origin, logical, x.dim());
+  use_current_stream(x);
+  TorchThreads threads(x);
+  DL dl_x(x), dl_dy(grad), dl_dx(std::get<0>(out));
+  std::optional<DL> dl_db, dl_dr;
+  if (need_bias) dl_db.emplace(std::get<1>(out));
+  if (need_residual) dl_dr.emplace(std::get<2>(out));
+  check(sdrop_epilogue_backward(&prm, shard.get(), &epi.e, &dl_x.t, &dl_dy.t, &dl_dx.t,
+                                dl_db ? &dl_db->t : nullptr, dl_dr ? &dl_dr->t : nullptr));
+  return out;
+}
+
 // (seed, offset) for one call from the default generator of like's device. torch.manual_seed
 // reproduces it, fork_rng isolates it, and checkpointing's preserve_rng_state restores the
 // generator, so a recomputed forward draws the same.
@@ -157,6 +236,16 @@ T mask_meta(const T& like, const T&, const T&, double, int64_t axes, bool as_boo
   return at::empty(noise_shape(like, axes), like.options().dtype(as_bool ? at::kBool : at::kByte));
 }
 T apply_mask_meta(const T& x, const T&, double, int64_t, int64_t) { return at::empty_like(x); }
+T epilogue_meta(const T& x, const OptT&, const OptT&, const T&, const T&, double, int64_t,
+                int64_t, int64_t, int64_t, int64_t, Shape, Shape) {
+  return at::empty_like(x);
+}
+std::tuple<T, T, T> epilogue_backward_meta(const T&, const T& x, const OptT& bias,
+                                           const OptT& residual, const T&, const T&, double,
+                                           int64_t, int64_t, int64_t, int64_t, int64_t,
+                                           bool need_bias, bool need_residual, Shape, Shape) {
+  return epilogue_grads(x, bias, residual, need_bias, need_residual, false);
+}
 
 }  // namespace
 }  // namespace sdrop_torch
@@ -173,6 +262,16 @@ TORCH_LIBRARY(sdrop, m) {
   m.def("mask(Tensor like, Tensor seed, Tensor offset, float p, int mask_axes, "
         "bool as_bool=False, int[]? origin=None, int[]? logical_shape=None) -> Tensor");
   m.def("apply_mask(Tensor x, Tensor mask, float p, int mask_axes, int flags) -> Tensor");
+  // The fused channel epilogue (docs/epilogue.md): y = post(residual + dropout(act(x + bias))),
+  // act and post 0 (identity) or 1 (ReLU); its backward gives (dx, dbias, dresidual) from the
+  // forward's x and the gradient, the mask regenerated. Ungiven gradients are empty tensors.
+  m.def("epilogue(Tensor x, Tensor? bias, Tensor? residual, Tensor seed, Tensor offset, "
+        "float p, int mask_axes, int flags, int channel_axis, int act, int post, "
+        "int[]? origin=None, int[]? logical_shape=None) -> Tensor");
+  m.def("epilogue_backward(Tensor grad, Tensor x, Tensor? bias, Tensor? residual, Tensor seed, "
+        "Tensor offset, float p, int mask_axes, int flags, int channel_axis, int act, int post, "
+        "bool need_bias_grad, bool need_residual_grad, int[]? origin=None, "
+        "int[]? logical_shape=None) -> (Tensor dx, Tensor dbias, Tensor dresidual)");
   // Random: a compiler must neither deduplicate nor reorder them, and recomputes them only
   // with the generator state they ran with (the tag says so).
   m.def("draw_seed(Tensor like) -> (Tensor seed, Tensor offset)",
@@ -188,10 +287,15 @@ TORCH_LIBRARY_IMPL(sdrop, CPU, m) {
   m.impl("dropout_backward", &dropout_backward);
   m.impl("mask", &mask);
   m.impl("apply_mask", &apply_mask);
+  m.impl("epilogue", &epilogue);
+  m.impl("epilogue_backward", &epilogue_backward);
   m.impl("draw_seed", &draw_seed);
   m.impl("seeded_step", &seeded_step);
 }
 
+// The epilogue's CUDA kernels are the same functions: libsdrop refuses CUDA tensors for it in
+// this release (SDROP_ERROR_UNSUPPORTED), which reaches Python as NotImplementedError with
+// sdrop's message, and a later libsdrop that runs them needs no change here.
 #ifdef SDROP_TORCH_CUDA
 TORCH_LIBRARY_IMPL(sdrop, CUDA, m) {
   using namespace sdrop_torch;
@@ -200,6 +304,8 @@ TORCH_LIBRARY_IMPL(sdrop, CUDA, m) {
   m.impl("dropout_backward", &dropout_backward);
   m.impl("mask", &mask);
   m.impl("apply_mask", &apply_mask);
+  m.impl("epilogue", &epilogue);
+  m.impl("epilogue_backward", &epilogue_backward);
   m.impl("draw_seed", &draw_seed);
   m.impl("seeded_step", &seeded_step);
 }
@@ -220,4 +326,6 @@ TORCH_LIBRARY_IMPL(sdrop, Meta, m) {
   m.impl("dropout_backward", &dropout_meta);
   m.impl("mask", &mask_meta);
   m.impl("apply_mask", &apply_mask_meta);
+  m.impl("epilogue", &epilogue_meta);
+  m.impl("epilogue_backward", &epilogue_backward_meta);
 }

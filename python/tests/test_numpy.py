@@ -237,3 +237,84 @@ def test_dlpack_generic_object():
     out = np.empty_like(x)
     sdrop.spatial_dropout(Wrapper(x), 0.5, seed=6, out=Wrapper(out))
     assert bits_equal(out, ref.dropout(x, 0.5, 6, 0, 0b11))
+
+
+# ---- the fused channel epilogue (docs/epilogue.md) --------------------------------------------------
+def _relu(t):
+    return np.where(np.isnan(t) | (t > 0), t, t.dtype.type(0))  # NaN stays NaN, else +0.0
+
+
+def _relu_grad(out, g):
+    return np.where(np.isnan(out) | (out > 0), g, g.dtype.type(0))
+
+
+def _bias_view(b, ndim, ch):
+    return b.reshape([-1 if i == ch else 1 for i in range(ndim)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("act,post", [("relu", "identity"), ("relu", "relu"), ("identity", "relu")])
+@pytest.mark.parametrize("multiply", [False, True])
+def test_epilogue_equals_the_unfused_sequence(dtype, layout, act, post, multiply):
+    shape = (3, 8, 5, 6) if layout == "channels_first" else (3, 5, 6, 8)
+    ch = 1 if layout == "channels_first" else 3
+    x, r = rand(shape, dtype, 1), rand(shape, dtype, 2)
+    b = (rand((8,), np.float32, 3) * 0.5).astype(dtype)
+    dy = rand(shape, dtype, 4)
+    kw = dict(seed=77, offset=3, layout=layout, nan_propagate=multiply)
+    A = {"identity": lambda t: t, "relu": _relu}
+    # unfused, each step stored in the dtype (NumPy's float16 arithmetic rounds each op once)
+    t = x + _bias_view(b, 4, ch)
+    a = A[act](t)
+    d = sdrop.spatial_dropout(a, 0.3, **kw)
+    z = r + d
+    y_ref = A[post](z)
+    y = sdrop.epilogue(x, 0.3, bias=b, residual=r, act=act, post=post, **kw)
+    assert bits_equal(y, y_ref)
+    # in place, and into out=
+    out = np.empty_like(x)
+    assert sdrop.epilogue(x, 0.3, bias=b, residual=r, act=act, post=post, out=out, **kw) is out
+    assert bits_equal(out, y_ref)
+    xi = x.copy()
+    sdrop.epilogue(xi, 0.3, bias=b, residual=r, act=act, post=post, inplace=True, **kw)
+    assert bits_equal(xi, y_ref)
+    # backward: what autograd of the unfused sequence computes
+    g = _relu_grad(y_ref, dy) if post == "relu" else dy
+    dd = sdrop.spatial_dropout_backward(g, 0.3, **kw)
+    dx_ref = _relu_grad(a, dd) if act == "relu" else dd
+    axes = tuple(i for i in range(4) if i != ch)
+    db_ref = dx_ref.astype(np.float64).sum(axis=axes)
+    dx, db, dr = sdrop.epilogue_backward(x, dy, 0.3, bias=b, residual=r, act=act, post=post, **kw)
+    assert bits_equal(dx, dx_ref) and bits_equal(dr, g)
+    assert db.shape == (8,) and db.dtype == dtype
+    tol = 1e-2 if dtype == np.float16 else 1e-5
+    assert np.allclose(db.astype(np.float64), db_ref, rtol=tol, atol=tol)
+    # wanted gradients only
+    dx2, db2, dr2 = sdrop.epilogue_backward(x, dy, 0.3, bias=b, residual=r, act=act, post=post,
+                                            want_dbias=False, want_dresidual=False, **kw)
+    assert bits_equal(dx2, dx) and db2 is None and dr2 is None
+
+
+def test_epilogue_without_bias_or_residual_and_unbatched():
+    x = rand((6, 4, 4), seed=5)
+    y = sdrop.epilogue(x, 0.5, seed=1, mask_axes=(0,), channel_axis=0)  # relu, no bias
+    assert bits_equal(y, sdrop.spatial_dropout(_relu(x), 0.5, seed=1, mask_axes=(0,)))
+    dx, db, dr = sdrop.epilogue_backward(x, np.ones_like(x), 0.5, seed=1, mask_axes=(0,),
+                                         channel_axis=0)
+    assert db is None and dr is None
+    b = rand((6,), seed=6)
+    y = sdrop.epilogue(x, 0.5, seed=1, bias=b, mask_axes=(0,), channel_axis=-3, act="identity")
+    assert bits_equal(y, sdrop.spatial_dropout(x + b[:, None, None], 0.5, seed=1, mask_axes=(0,)))
+
+
+def test_epilogue_errors_carry_the_c_message():
+    x = rand((2, 6, 3, 3))
+    with pytest.raises(sdrop.SdropInvalidArgument, match=r"bias.shape must be \[6\]"):
+        sdrop.epilogue(x, 0.5, seed=1, bias=np.zeros(5, np.float32))
+    with pytest.raises(sdrop.SdropInvalidArgument, match="residual.shape"):
+        sdrop.epilogue(x, 0.5, seed=1, residual=x[:, :3])
+    with pytest.raises(ValueError, match="activation must be 'identity' or 'relu'"):
+        sdrop.epilogue(x, 0.5, seed=1, act="gelu")
+    with pytest.raises(sdrop.SdropError, match="bias"):
+        sdrop.epilogue(x, 0.5, seed=1, bias=np.zeros(6, np.float64))
