@@ -9,6 +9,10 @@
 #      (SDROP_REINSTALL=1 forces it).
 # Progress goes to stderr; any failure stops with a message and a non-zero status.
 #   SDROP_TEST_VENV=DIR   another venv;  SDROP_PYTHON=python3.X  the interpreter to create it with
+#   SDROP_KERNELS_FROM=DIR  the generators/ folder of a CMake build of these same sources: the
+#                         package links that build's kernels instead of generating its own
+#                         (the test command passes its release build's; generating the kernels
+#                         is most of the package's build time). Everything else is built by pip.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -45,7 +49,13 @@ if [ "${SDROP_REINSTALL:-0}" = 1 ] || [ -z "$want" ] || [ "$(cat "$built" 2>/dev
   say "pip install ./python (builds libsdrop and the native modules; ~10 min on 2 cores)"
   rm -f "$built"
   start=$(date +%s)
-  "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$repo/python" >&2 \
+  kernels=()
+  if [ -n "${SDROP_KERNELS_FROM:-}" ]; then
+    [ -f "$SDROP_KERNELS_FROM/sdrop_kernels.h" ] || die "SDROP_KERNELS_FROM=$SDROP_KERNELS_FROM has no kernels"
+    say "linking the kernels of $SDROP_KERNELS_FROM"
+    kernels=(--config-settings=cmake.define.SDROP_KERNELS_FROM="$SDROP_KERNELS_FROM")
+  fi
+  "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "${kernels[@]}" "$repo/python" >&2 \
     || die "pip install ./python failed"
   say "built and installed in $(( $(date +%s) - start )) s"
   echo "$want" > "$built"
