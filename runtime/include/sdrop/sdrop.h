@@ -250,7 +250,8 @@ SDROP_API const char* sdrop_cpu_isa_name(sdrop_cpu_isa isa);
 /* ---- GPU backends ---------------------------------------------------------------------
    A call runs where its tensors live: kDLCPU and kDLCUDAHost on the CPU, kDLCUDA on a CUDA
    GPU, kDLOpenCL on an OpenCL device. Every tensor of a call must be on the same device
-   (type and device_id). Results are bit-identical to the CPU's.
+   (type and device_id; host memory, kDLCPU of any device_id and kDLCUDAHost, counts as one).
+   Results are bit-identical to the CPU's.
 
    GPU calls are enqueued on the caller's CUDA stream / OpenCL queue and return without
    waiting: the output is ready when that stream / queue reaches the call, like any other
