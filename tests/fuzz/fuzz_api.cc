@@ -372,6 +372,64 @@ DLTensor rebased(const DLTensor& t, uint8_t* from, uint8_t* to) {
   return r;
 }
 
+// The fused epilogue with hostile bias and residual descriptors beside x and y. No model of its
+// own rules here (tests/epilogue_test.cc and epilogue_backward_test.cc have them); what must
+// hold whatever the rules: a tensor the model finds malformed (or a GPU one: the epilogue is CPU
+// only) is refused, a refusal writes nothing, an accepted call writes only y's elements, and no
+// call touches memory outside its tensors (ASan). Calls that are well-formed but reach outside
+// the arena are skipped, as in the main harness.
+int fuzz_epilogue(Reader& r, uint8_t* A, std::vector<uint8_t>& before, const sdrop_params* pp,
+                  const sdrop_shard* ps, DLTensor* px, DLTensor* py, Desc& m, const Desc& x) {
+  Desc res;
+  make(r, res, A, &x.t);
+  if (r.byte() % 2 && m.t.ndim >= 1 && m.t.shape) {  // usually a plausible bias
+    m.t.ndim = 1;
+    m.shape[0] = x.t.ndim > 0 && x.t.shape ? x.t.shape[r.byte() % x.t.ndim] : r.range(0, 4);
+  }
+  sdrop_epilogue e{};
+  e.bias = r.byte() % 4 ? &m.t : nullptr;
+  const uint8_t rk = r.byte();
+  e.residual = rk % 4 == 0 ? nullptr : rk % 4 == 1 ? py : &res.t;
+  e.channel_axis = int32_t(r.byte() % 10) - 1;
+  e.act = r.byte() % 8 ? r.byte() % 2 : int32_t(r.byte()) - 128;
+  e.post = r.byte() % 8 ? r.byte() % 2 : int32_t(r.byte()) - 128;
+  const sdrop_epilogue* pe = r.byte() % 32 ? &e : nullptr;
+  bool must_refuse = !pp || !pe, safe = true;
+  for (const DLTensor* t : {static_cast<const DLTensor*>(px), static_cast<const DLTensor*>(py),
+                            e.bias, e.residual}) {
+    if (!t && (t == px || t == py)) must_refuse = true;
+    if (!t) continue;
+    const Model md = describe(t, A);
+    Faults f;
+    tensor_faults(md, &f);
+    if (f.invalid || md.gpu || gpu_device(t->device)) must_refuse = true;
+    else if (!md.empty && !md.in_arena) safe = false;
+  }
+  if (!safe && !must_refuse) return 0;
+  before.assign(A, A + kArena);
+  const sdrop_status s = sdrop_epilogue_forward(pp, ps, pe, px, py);
+  const Faults none;
+  if (must_refuse && s == SDROP_OK) die("epilogue accepted a malformed call", 6, s, none);
+  if (s != SDROP_OK) {
+    if (!*sdrop_last_error()) die("epilogue refused without a message", 6, s, none);
+    if (std::memcmp(before.data(), A, kArena) != 0) die("epilogue wrote on refusal", 6, s, none);
+    return 0;
+  }
+  static std::vector<uint8_t> mine(kArena);
+  std::fill(mine.begin(), mine.end(), uint8_t(0));
+  const size_t es = py->dtype.bits / 8;
+  const Model my = describe(py, A);
+  if (!my.empty) {
+    sdrop_ref::ForEachIndex(sdrop_ref::Shape(*py), [&](const int64_t* idx) {
+      std::memset(&mine[size_t(sdrop_ref::ElementAddress(*py, idx) - A)], 1, es);
+    });
+  }
+  for (size_t i = 0; i < kArena; i++) {
+    if (!mine[i] && A[i] != before[i]) die("epilogue wrote outside y", 6, s, none);
+  }
+  return 0;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -379,8 +437,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static std::vector<uint8_t> arena(kArena), before(kArena), copy(kArena), expected(kArena);
   for (size_t i = 0; i < kArena; i++) arena[i] = uint8_t(i * 131 + 7);
   uint8_t* A = arena.data();
-  // 0 forward, 1 backward, 2 mask, 3 apply_mask, 4 forward_sharded, 5 mask_sharded.
-  const int op = r.byte() % 6;
+  // 0 forward, 1 backward, 2 mask, 3 apply_mask, 4 forward_sharded, 5 mask_sharded; a first
+  // byte >= 224 (one input in 8): the fused epilogue (fuzz_epilogue).
+  const uint8_t op_byte = r.byte();
+  const int op = op_byte % 6;
   sdrop_params params{};
   static const uint64_t kP[] = {0x0000000000000000ull, 0x3E112E0BE826D695ull /* 1e-9 */,
                                 0x3FB999999999999Aull, 0x3FE0000000000000ull,
@@ -437,6 +497,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   DLTensor* pm = drop_tensor == 3 ? nullptr : &m.t;
   const sdrop_params* pp = null_params ? nullptr : &params;
   const sdrop_shard* ps = shard_null ? nullptr : &shard;
+  if (op_byte >= 224) return fuzz_epilogue(r, A, before, pp, ps, px, py, m, x);
 
   // The model's verdict.
   Faults f;
