@@ -34,6 +34,14 @@ sdrop_status check_mask_axes(uint32_t mask_axes, const Tensor& t) {
   return SDROP_OK;
 }
 
+// The mask index of every element of t (a shard's, when shard is given), after checking that
+// the mask axes are axes of t.
+sdrop_status checked_mask_index(const sdrop_params& params, const Tensor& t,
+                                const sdrop_shard* shard, MaskIndex* mi) {
+  if (sdrop_status s = check_mask_axes(params.mask_axes, t)) return s;
+  return mask_index(t, params.mask_axes, shard, mi);
+}
+
 // An output's elements are distinct addresses (docs/refusals.md#overlap-decided-exactly), decided exactly.
 sdrop_status check_output(const Tensor& y) {
   Overlap o = self_overlap(y);
@@ -121,9 +129,8 @@ sdrop_status dropout(CallRecord* r, const sdrop_params* params, const sdrop_shar
   DType dtype;
   Backend backend;
   if (sdrop_status s = check_pair(x, y, &dtype, &backend)) return s;
-  if (sdrop_status s = check_mask_axes(params->mask_axes, x)) return s;
   MaskIndex mi;
-  if (sdrop_status s = mask_index(x, params->mask_axes, shard, &mi)) return s;
+  if (sdrop_status s = checked_mask_index(*params, x, shard, &mi)) return s;
   r->x = &x;
   r->y = &y;
   if (x.numel == 0) return trace_no_kernel(r);
@@ -324,9 +331,8 @@ sdrop_status epilogue(CallRecord* r, const sdrop_params* params, const sdrop_sha
   EpilogueCall call;
   const Tensor* outs[1] = {&y};
   if (sdrop_status s = check_epilogue(e, params, x, outs, 1, dtype, &call)) return s;
-  if (sdrop_status s = check_mask_axes(params->mask_axes, x)) return s;
   MaskIndex mi;
-  if (sdrop_status s = mask_index(x, params->mask_axes, shard, &mi)) return s;
+  if (sdrop_status s = checked_mask_index(*params, x, shard, &mi)) return s;
   r->x = &x;
   r->y = &y;
   if (x.numel == 0) return trace_no_kernel(r);
@@ -396,9 +402,8 @@ sdrop_status epilogue_backward(CallRecord* r, const sdrop_params* params,
     }
     call.ops.dbias = &dbias;
   }
-  if (sdrop_status s = check_mask_axes(params->mask_axes, x)) return s;
   MaskIndex mi;
-  if (sdrop_status s = mask_index(x, params->mask_axes, shard, &mi)) return s;
+  if (sdrop_status s = checked_mask_index(*params, x, shard, &mi)) return s;
   r->x = &dy;
   r->y = &dx;
   if (x.numel == 0) {

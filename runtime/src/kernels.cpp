@@ -41,41 +41,33 @@ struct HostBuf {
 
   halide_buffer_t* set(const Tensor& t, int64_t offset, halide_type_t type, const Call& c,
                        const Plan& p, int64_t Axis::*stride) {
-    for (int d = 0; d < 3; d++) {
-      dim[d].extent = int32_t(c.extent[d]);
-      dim[d].stride = int32_t(p.inner[d].*stride);
-    }
-    b.host = reinterpret_cast<uint8_t*>(uintptr_t(t.base + uint64_t(offset * t.itemsize)));
-    b.type = type;
-    b.dimensions = 3;
-    b.dim = dim;
-    return &b;
+    const int64_t s[3] = {p.inner[0].*stride, p.inner[1].*stride, p.inner[2].*stride};
+    return wrap(t.base + uint64_t(offset * t.itemsize), type, c, s);
   }
 
   // The epilogue's bias: the plan steps channel indices (ks), the bias is read at channel times
   // its stride. (api.cpp refuses strides for which this would leave 32 bits.)
   halide_buffer_t* set_bias(const Tensor& t, halide_type_t type, const Call& c, const Plan& p) {
-    const int64_t s = t.strides[0];
-    for (int d = 0; d < 3; d++) {
-      dim[d].extent = int32_t(c.extent[d]);
-      dim[d].stride = int32_t(p.inner[d].ks * s);
-    }
-    b.host = reinterpret_cast<uint8_t*>(uintptr_t(t.base + uint64_t(c.k0 * s * t.itemsize)));
-    b.type = type;
-    b.dimensions = 3;
-    b.dim = dim;
-    return &b;
+    const int64_t cs = t.strides[0];
+    const int64_t s[3] = {p.inner[0].ks * cs, p.inner[1].ks * cs, p.inner[2].ks * cs};
+    return wrap(t.base + uint64_t(c.k0 * cs * t.itemsize), type, c, s);
   }
 
   // The epilogue's stand-in for an absent bias: zeros the kernel does not use (has_bias is
   // false), laid out as it indexes a bias: a scalar per row, a vector of d0 in channels_last.
   halide_buffer_t* set_zeros(halide_type_t type, const Call& c, Shape shape) {
     static const double kZeros[kChannelBlock] = {};
+    const int64_t s[3] = {shape == Shape::channels_last ? 1 : 0, 0, 0};
+    return wrap(uintptr_t(kZeros), type, c, s);
+  }
+
+ private:
+  halide_buffer_t* wrap(uint64_t host, halide_type_t type, const Call& c, const int64_t* s) {
     for (int d = 0; d < 3; d++) {
       dim[d].extent = int32_t(c.extent[d]);
-      dim[d].stride = d == 0 && shape == Shape::channels_last ? 1 : 0;
+      dim[d].stride = int32_t(s[d]);
     }
-    b.host = reinterpret_cast<uint8_t*>(const_cast<double*>(kZeros));
+    b.host = reinterpret_cast<uint8_t*>(uintptr_t(host));
     b.type = type;
     b.dimensions = 3;
     b.dim = dim;
