@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dropout_tester.h"
@@ -135,6 +136,7 @@ TEST(Verbose, ForwardSaysWhatRan) {
   EXPECT_EQ(e.kv.at("calls"), "1");
   EXPECT_EQ(e.kv.at("skip_dropped"), "0");  // 480 bytes: the branch-free loop
   EXPECT_EQ(e.kv.at("threads"), std::to_string(sdrop_get_num_threads()));
+  EXPECT_EQ(e.kv.at("workers"), "1");  // 480 bytes run serially
   EXPECT_GE(std::stod(e.kv.at("time_us")), 0.0);
   // The ISA variant named is the one the cap allows.
   const std::string isa = e.head[2].substr(4);
@@ -246,6 +248,43 @@ TEST(Verbose, LevelTwoAddsThePlan) {
   }
   EXPECT_EQ(dims, 3);
   EXPECT_EQ(origins, 1);
+}
+
+// Runs every task on the calling thread.
+void one_thread_runner(void*, int32_t n, sdrop_task_fn task, void* tctx) {
+  for (int32_t i = 0; i < n; i++) task(tctx, i);
+}
+
+// Two threads of its own, each running half of the tasks (the first half, the second half).
+void two_thread_runner(void*, int32_t n, sdrop_task_fn task, void* tctx) {
+  auto part = [&](int32_t begin, int32_t end) {
+    for (int32_t i = begin; i < end; i++) task(tctx, i);
+  };
+  std::thread a(part, 0, n / 2), b(part, n / 2, n);
+  a.join();
+  b.join();
+}
+
+// `workers` counts the threads that really ran tasks, not the threads a call was offered:
+// a runner that claims 4 threads but runs everything on one shows 1 (as at::parallel_for
+// does in a library compiled without OpenMP, where this field caught it), one that splits
+// the tasks over two threads shows 2.
+TEST(Verbose, WorkersAreTheThreadsThatRanTasks) {
+  ScopedVerbose v(1);
+  const std::vector<int64_t> shape = {8, 64, 64, 64};  // 8 MiB: a parallel loop of many tasks
+  std::vector<float> x(8 * 64 * 64 * 64, 1.0f), y(x.size());
+  HostTensor tx(x.data(), shape, kF32), ty(y.data(), shape, kF32);
+  const sdrop_params p = Params(0x3);
+  struct Case { sdrop_parallel_for_fn run; int threads; const char* workers; };
+  for (const Case& c : {Case{&one_thread_runner, 4, "1"}, Case{&two_thread_runner, 2, "2"}}) {
+    ASSERT_EQ(sdrop_set_parallel_runner(c.run, nullptr, c.threads), SDROP_OK);
+    const ExecLine e = ForwardLine(p, tx, ty);
+    sdrop_set_parallel_runner(nullptr, nullptr, 0);
+    ASSERT_FALSE(e.kv.empty());
+    EXPECT_EQ(e.kv.at("serial"), "0");
+    EXPECT_EQ(e.kv.at("threads"), std::to_string(c.threads));
+    EXPECT_EQ(e.kv.at("workers"), c.workers) << "runner offering " << c.threads << " threads";
+  }
 }
 
 TEST(Verbose, LevelIsClamped) {

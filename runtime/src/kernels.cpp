@@ -127,6 +127,7 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
   if (dbias) {
     if (sdrop_status s = bias_grad.reserve(plan, dtype, dbias->shape[0])) return s;
   }
+  reset_loop_workers();
   if (sdrop_status s = for_each_proven_call(op, plan, x, y, k, e, &info->calls, &code,
                                             [&](const Call& c) {
     HostBuf xb{}, kb{}, yb{}, rb{}, dyb{}, drb{};
@@ -155,6 +156,7 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
   })) {
     return s;
   }
+  info->workers = info->calls > 0 && loop_workers() < 1 ? 1 : loop_workers();
   int32_t ran, of;
   if (runner_shortfall(&ran, &of)) {
     clear_halide_message();

@@ -29,18 +29,37 @@ struct Runner {
 thread_local Runner t_runner{nullptr, nullptr, 0};
 thread_local int32_t t_ran = 0, t_of = 0;
 
+// Counting the threads of a loop: every loop gets an id; a thread counts itself into a loop
+// the first time it takes one of its tasks (t_loop: the last loop it counted itself into).
+std::atomic<uint64_t> g_next_loop{1};
+thread_local uint64_t t_loop = 0;
+thread_local int t_workers = 0;  // the caller's: most threads of one loop since the reset
+
+void count_in(uint64_t loop, std::atomic<int>* workers) {
+  if (t_loop == loop) return;
+  t_loop = loop;
+  workers->fetch_add(1, std::memory_order_relaxed);
+}
+
+void note_workers(int n) {
+  if (n > t_workers) t_workers = n;
+}
+
 // One loop handed to a runner: the Halide task and what its tasks report back.
 struct RunnerJob {
   halide_task_t f;
   void* uc;
   uint8_t* closure;
   int min;
+  uint64_t loop;
   std::atomic<int> error;
   std::atomic<int32_t> done;
+  std::atomic<int> workers;
 };
 
 void runner_task(void* job, int32_t i) {
   auto* j = static_cast<RunnerJob*>(job);
+  count_in(j->loop, &j->workers);
   const bool was = t_in_pool;
   t_in_pool = true;  // a loop inside a task (none today) runs on its thread
   {
@@ -56,8 +75,9 @@ void runner_task(void* job, int32_t i) {
 
 int run_on_runner(const Runner& r, void* uc, halide_task_t f, int min, int size,
                   uint8_t* closure) {
-  RunnerJob j{f, uc, closure, min, {0}, {0}};
+  RunnerJob j{f, uc, closure, min, g_next_loop.fetch_add(1), {0}, {0}, {0}};
   r.run(r.context, size, &runner_task, &j);
+  note_workers(j.workers.load(std::memory_order_relaxed));
   // The runner's return orders its tasks' writes before ours (its contract); the counter
   // catches a runner that dropped some.
   const int32_t done = j.done.load(std::memory_order_acquire);
@@ -95,6 +115,8 @@ class Pool {
     min_ = min;
     size_ = size;
     helpers_ = helpers;
+    loop_ = g_next_loop.fetch_add(1);
+    workers_.store(0);
     error_.store(0);
     next_.store(0);
     open_.store(true);
@@ -110,12 +132,14 @@ class Pool {
     // Every task has been taken; close the job and wait for the workers still inside it.
     open_.store(false);
     while (in_job_.load() != 0) _mm_pause();
+    note_workers(workers_.load());
     const int r = error_.load();
     pthread_mutex_unlock(&run_mu_);
     return r;
   }
 
   static int serial(void* uc, halide_task_t f, int min, int size, uint8_t* closure) {
+    if (size > 0) note_workers(1);
     for (int i = 0; i < size; i++) {
       if (int r = f(uc, min + i, closure)) return r;
     }
@@ -125,6 +149,7 @@ class Pool {
  private:
   void work() {
     for (int i; (i = next_.fetch_add(1)) < size_;) {
+      count_in(loop_, &workers_);
       if (int r = f_(uc_, min_ + i, closure_)) {
         int zero = 0;
         error_.compare_exchange_strong(zero, r);
@@ -194,7 +219,9 @@ class Pool {
   void* uc_ = nullptr;
   uint8_t* closure_ = nullptr;
   int min_ = 0, size_ = 0, helpers_ = 0;
+  uint64_t loop_ = 0;
   std::atomic<int> next_{0};
+  std::atomic<int> workers_{0};
   std::atomic<int> error_{0};
 
   std::atomic<uint64_t> gen_{0};
@@ -251,6 +278,9 @@ bool runner_shortfall(int32_t* ran, int32_t* of) {
   t_ran = t_of = 0;
   return true;
 }
+
+void reset_loop_workers() { t_workers = 0; }
+int loop_workers() { return t_workers; }
 
 void set_pool_threads(int n) {
   g_pool_threads.store(n < 1 ? 1 : n > kMaxThreads ? kMaxThreads : n);

@@ -36,4 +36,10 @@ void get_parallel_runner(sdrop_parallel_for_fn* run, void** context, int* thread
 // runner_shortfall() returns false, or true with how many of how many tasks ran, and clears.
 bool runner_shortfall(int32_t* ran, int32_t* of);
 
+// The most threads that ran tasks of one loop since the last reset, on this calling thread:
+// each thread that took at least one task counts (a loop run serially counts 1; none ran: 0).
+// The verbose line's `workers`, which tells whether a runner really ran its tasks in parallel.
+void reset_loop_workers();
+int loop_workers();
+
 }  // namespace sdrop
