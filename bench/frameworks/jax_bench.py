@@ -19,8 +19,8 @@ Passes: forward (y) and forward+backward (y and dx = vjp(dy)). Timing: after a w
 is reported. Effective bandwidth counts 2*numel*4 bytes for forward and 4*numel*4 for
 forward+backward (read x, write y; read dy, write dx). Threads: the process is pinned to
 `--threads` cores before JAX starts (XLA's CPU pool sizes itself from the affinity mask) and
-sdrop.set_num_threads gets the same number (used only where XLA gives its handlers no pool:
-otherwise sdrop's loops run on XLA's intra-op threads). The JSON (schema sdrop-jax-bench/1,
+sdrop.set_num_threads gets the same number (the handlers run sdrop's parallel loops on
+sdrop's own pool, from the XLA thread that executes the custom call). The JSON (schema sdrop-jax-bench/1,
 read by bench/report.py --jax) has the environment (versions, flags,
 load average before and after) and one record per (implementation, pass, size).
 """

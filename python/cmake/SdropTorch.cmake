@@ -25,7 +25,8 @@ if torch.version.cuda:
             cuda_inc = cand
             break
 print(torch.__version__, int(torch._C._GLIBCXX_USE_CXX11_ABI), os.path.join(d, "lib"),
-      "|".join(inc), torch.version.cuda or "", cuda_inc, sep="\n")
+      "|".join(inc), int("OpenMP" in torch.__config__.parallel_info()), torch.version.cuda or "",
+      cuda_inc, sep="\n")
 ]=]
   OUTPUT_VARIABLE _torch RESULT_VARIABLE _rc ERROR_VARIABLE _err
   OUTPUT_STRIP_TRAILING_WHITESPACE)
@@ -42,15 +43,16 @@ list(GET _torch 0 SDROP_TORCH_VERSION)
 list(GET _torch 1 _abi)
 list(GET _torch 2 _torch_lib)
 list(GET _torch 3 _torch_inc)
+list(GET _torch 4 _torch_openmp)
 string(REPLACE "|" ";" _torch_inc "${_torch_inc}")
 list(LENGTH _torch _n)
 set(_torch_cuda "")
 set(_cuda_inc "")
-if (_n GREATER 4)
-  list(GET _torch 4 _torch_cuda)
-endif ()
 if (_n GREATER 5)
-  list(GET _torch 5 _cuda_inc)
+  list(GET _torch 5 _torch_cuda)
+endif ()
+if (_n GREATER 6)
+  list(GET _torch 6 _cuda_inc)
 endif ()
 message(STATUS "sdrop: PyTorch operators for torch ${SDROP_TORCH_VERSION} (${_torch_lib})")
 
@@ -62,6 +64,18 @@ target_include_directories(_torch_ops SYSTEM PRIVATE ${_torch_inc})
 target_compile_definitions(_torch_ops PRIVATE _GLIBCXX_USE_CXX11_ABI=${_abi})
 target_link_directories(_torch_ops PRIVATE "${_torch_lib}")
 target_link_libraries(_torch_ops PRIVATE sdrop_shared torch torch_cpu c10)
+# at::parallel_for (the runner sdrop's CPU calls run their loops on, torch_sdrop.h) is inline:
+# with torch's OpenMP backend its loop is a `#pragma omp parallel` compiled into this library,
+# which without -fopenmp runs on the calling thread alone (measured: no second thread, half
+# the throughput at 32×64×112×112). The OpenMP runtime it then needs, libgomp.so.1, is the
+# one libtorch_cpu has already loaded (the same soname), so there is one pool of threads.
+if (_torch_openmp AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  target_compile_options(_torch_ops PRIVATE -fopenmp)
+  target_link_options(_torch_ops PRIVATE -fopenmp)
+elseif (_torch_openmp)
+  message(WARNING "sdrop: torch uses OpenMP but ${CMAKE_CXX_COMPILER_ID} is not GCC: the "
+                  "operators' CPU loops will run on one thread")
+endif ()
 if (_torch_cuda AND _cuda_inc)
   message(STATUS "sdrop: ... with CUDA ${_torch_cuda} (headers ${_cuda_inc})")
   target_compile_definitions(_torch_ops PRIVATE SDROP_TORCH_CUDA=1)

@@ -232,3 +232,38 @@ assert all(torch.equal(o, outs[k % 2]) for k, o in enumerate(outs)), "bits depen
         ["1", "1", "2", "2", "3", "3"], r.stderr
     assert all(",serial=1," in ln for ln in lines[:2]), lines
     assert all(",serial=0," in ln for ln in lines[2:]), lines
+    # ... and the tasks really run on that many threads: at::parallel_for is inline, and a
+    # library built without OpenMP runs its loop on the calling thread alone (workers=1).
+    assert [re.search(r",workers=(\d+),", ln).group(1) for ln in lines] == \
+        ["1", "1", "2", "2", "3", "3"], r.stderr
+
+
+def _vm_flags(address):
+    """The VmFlags of the mapping of this process that holds `address` (/proc/self/smaps)."""
+    with open("/proc/self/smaps") as f:
+        inside = False
+        for line in f:
+            head = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+$", head[0]):
+                lo, hi = (int(v, 16) for v in head[0].split("-"))
+                inside = lo <= address < hi
+            elif inside and head[0] == "VmFlags:":
+                return head[1:]
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise and smaps: Linux")
+def test_large_cpu_outputs_are_advised_to_huge_pages():
+    # docs/python.md#pytorch-operators: a fresh output of 4 MiB or more gets
+    # madvise(MADV_HUGEPAGE) on its 2 MiB-aligned interior (the kernel's flag "hg"), so its
+    # first touch faults per 2 MiB, not per 4 KiB.
+    x = torch.randn(4, 64, 64, 64)  # 4 MiB
+    seed, off = torch.tensor(1), torch.tensor(2)
+    huge = 2 << 20
+    for y in (torch.ops.sdrop.dropout(x, seed, off, 0.5, 0b11, 0),
+              torch.ops.sdrop.dropout_backward(x, seed, off, 0.5, 0b11, 0),
+              torch.ops.sdrop.apply_mask(x, torch.ones(4, 64, 1, 1, dtype=torch.uint8), 0.5,
+                                         0b11, 0)):
+        inner = (y.data_ptr() + huge - 1) // huge * huge
+        assert inner + huge <= y.data_ptr() + y.nbytes
+        assert "hg" in _vm_flags(inner), _vm_flags(inner)
