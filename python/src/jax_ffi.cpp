@@ -22,6 +22,8 @@
 #include "xla/ffi/api/ffi.h"
 #include <sdrop/sdrop.h>
 
+#include "huge_pages.h"
+
 namespace ffi = xla::ffi;
 namespace nb = nanobind;
 
@@ -187,6 +189,8 @@ ffi::Error dropout_impl(ffi::AnyBuffer x_buf, ffi::Buffer<ffi::U32> seed_buf,
   if (ffi::Error e = b.check(x, ndim, Backward ? "dy" : "x"); e.failure()) return e;
   if (ffi::Error e = check_words(b, seed, "seed"); e.failure()) return e;
   if (ffi::Error e = check_words(b, offset, "offset"); e.failure()) return e;
+  // XLA's result buffers are fresh allocations each call (huge_pages.h).
+  sdrop_bindings::advise_huge_pages(y.data, size_t(y_buf->size_bytes()));
   auto call = [&](const DLTensor& tx, DLTensor& ty, uint64_t s, uint64_t o, uint32_t a) {
     const sdrop_params prm{p, s, o, a, flags};
     return Backward ? sdrop_backward(&prm, &tx, &ty) : sdrop_forward(&prm, &tx, &ty);
@@ -232,6 +236,7 @@ ffi::Error apply_mask_impl(ffi::AnyBuffer x_buf, ffi::AnyBuffer m_buf,
   if (ffi::Error e = b.init(y, ndim); e.failure()) return e;
   if (ffi::Error e = b.check(x, ndim, "x"); e.failure()) return e;
   if (ffi::Error e = b.check(m, ndim, "mask"); e.failure()) return e;
+  sdrop_bindings::advise_huge_pages(y.data, size_t(y_buf->size_bytes()));
   if (b.single_call(axes, ndim) && b.unbatched(m) && b.full(x)) {
     const DLTensor tx = view(x, 0, 0), tm = view(m, 0, 0);
     DLTensor ty = view(y, 0, 0);

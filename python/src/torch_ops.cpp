@@ -8,13 +8,9 @@
 #include <torch/csrc/autograd/graph_task.h>
 #include <torch/library.h>
 
-#include <cstdint>
 #include <tuple>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
+#include "huge_pages.h"
 #include "torch_sdrop.h"
 
 namespace sdrop_torch {
@@ -22,25 +18,6 @@ namespace {
 
 using Shape = at::OptionalIntArrayRef;
 using T = at::Tensor;
-
-// Asks for transparent huge pages behind a fresh CPU output of 4 MiB or more, as NumPy's
-// allocator does for its arrays: torch's CPU allocator takes blocks that big fresh from mmap
-// on every call and unmaps them on free, so the kernel's first touch would otherwise fault
-// once per 4 KiB page (25,088 faults at 32×64×112×112 f32: about two thirds of such a call
-// here, docs/python.md#pytorch-operators). Advice only: with THP off it changes nothing, and
-// it never changes a value.
-void advise_huge_pages(const T& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20, kFrom = uintptr_t(4) << 20;
-  const uintptr_t bytes = uintptr_t(t.nbytes());
-  if (bytes < kFrom) return;
-  const uintptr_t a = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t lo = (a + kHuge - 1) & ~(kHuge - 1), hi = (a + bytes) & ~(kHuge - 1);
-  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // errors: no advice
-#else
-  (void)t;
-#endif
-}
 
 // A new tensor like x, as at::empty_like(x) makes it: x's strides when x is dense (so
 // channels_last stays so), else contiguous. A dense CPU tensor is allocated here directly:
@@ -50,7 +27,7 @@ T new_like(const T& x) {
   if (x.is_cpu() && x.layout() == at::kStrided && x.is_non_overlapping_and_dense() &&
       !x.is_quantized() && !x.is_conj() && !x.is_neg()) {
     T y = at::detail::empty_strided_cpu(x.sizes(), x.strides(), x.scalar_type());
-    advise_huge_pages(y);
+    sdrop_bindings::advise_huge_pages(y.data_ptr(), y.nbytes());  // fresh: see huge_pages.h
     return y;
   }
   return at::empty_like(x);

@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 import ref  # noqa: E402
+import vm  # noqa: E402
 import sdrop  # noqa: E402
 import sdrop.torch as st  # noqa: E402
 from helpers import DTYPES, nonzero_input, same_bits, torch_mask  # noqa: E402
@@ -238,19 +239,6 @@ assert all(torch.equal(o, outs[k % 2]) for k, o in enumerate(outs)), "bits depen
         ["1", "1", "2", "2", "3", "3"], r.stderr
 
 
-def _vm_flags(address):
-    """The VmFlags of the mapping of this process that holds `address` (/proc/self/smaps)."""
-    with open("/proc/self/smaps") as f:
-        inside = False
-        for line in f:
-            head = line.split()
-            if re.match(r"^[0-9a-f]+-[0-9a-f]+$", head[0]):
-                lo, hi = (int(v, 16) for v in head[0].split("-"))
-                inside = lo <= address < hi
-            elif inside and head[0] == "VmFlags:":
-                return head[1:]
-    return None
-
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise and smaps: Linux")
 def test_large_cpu_outputs_are_advised_to_huge_pages():
@@ -259,11 +247,8 @@ def test_large_cpu_outputs_are_advised_to_huge_pages():
     # first touch faults per 2 MiB, not per 4 KiB.
     x = torch.randn(4, 64, 64, 64)  # 4 MiB
     seed, off = torch.tensor(1), torch.tensor(2)
-    huge = 2 << 20
     for y in (torch.ops.sdrop.dropout(x, seed, off, 0.5, 0b11, 0),
               torch.ops.sdrop.dropout_backward(x, seed, off, 0.5, 0b11, 0),
               torch.ops.sdrop.apply_mask(x, torch.ones(4, 64, 1, 1, dtype=torch.uint8), 0.5,
                                          0b11, 0)):
-        inner = (y.data_ptr() + huge - 1) // huge * huge
-        assert inner + huge <= y.data_ptr() + y.nbytes
-        assert "hg" in _vm_flags(inner), _vm_flags(inner)
+        assert vm.advised_to_huge_pages(y.data_ptr(), y.nbytes)
