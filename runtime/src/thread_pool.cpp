@@ -118,7 +118,15 @@ class Pool {
     loop_ = g_next_loop.fetch_add(1);
     workers_.store(0);
     error_.store(0);
-    next_.store(0);
+    // Thread k (the caller 0, worker w as w + 1) owns the k-th of helpers + 1 equal runs of
+    // tasks: the same thread gets the same part of a tensor call after call, so data a
+    // cache-resident call left in one core's cache is read there again, not pulled across.
+    const int parts = helpers + 1;
+    for (int k = 0; k < parts; k++) {
+      runs_[k].next.store(int(int64_t(size) * k / parts), std::memory_order_relaxed);
+      runs_[k].end = int(int64_t(size) * (k + 1) / parts);
+    }
+    parts_ = parts;
     open_.store(true);
     gen_.fetch_add(1);
     if (sleepers_.load() > 0) {
@@ -127,7 +135,7 @@ class Pool {
       pthread_mutex_unlock(&sleep_mu_);
     }
     t_in_pool = true;
-    work();
+    work(0);
     t_in_pool = false;
     // Every task has been taken; close the job and wait for the workers still inside it.
     open_.store(false);
@@ -147,12 +155,17 @@ class Pool {
   }
 
  private:
-  void work() {
-    for (int i; (i = next_.fetch_add(1)) < size_;) {
-      count_in(loop_, &workers_);
-      if (int r = f_(uc_, min_ + i, closure_)) {
-        int zero = 0;
-        error_.compare_exchange_strong(zero, r);
+  // Its own run first, then what is left of the others' (a thread slowed by faults or
+  // preemption loses tasks to the rest instead of holding the call up).
+  void work(int self) {
+    for (int j = 0; j < parts_; j++) {
+      Run& run = runs_[(self + j) % parts_];
+      for (int i; (i = run.next.fetch_add(1)) < run.end;) {
+        count_in(loop_, &workers_);
+        if (int r = f_(uc_, min_ + i, closure_)) {
+          int zero = 0;
+          error_.compare_exchange_strong(zero, r);
+        }
       }
     }
   }
@@ -204,7 +217,7 @@ class Pool {
       // A loop that wants fewer threads than the pool has leaves the higher ids out.
       if (open_.load() && id < helpers_) {
         FpEnvGuard env;  // workers keep the state they were created with; tasks get the default
-        work();
+        work(id + 1);
       }
       in_job_.fetch_sub(1);
     }
@@ -220,7 +233,13 @@ class Pool {
   uint8_t* closure_ = nullptr;
   int min_ = 0, size_ = 0, helpers_ = 0;
   uint64_t loop_ = 0;
-  std::atomic<int> next_{0};
+  // The runs of tasks, one per thread of the loop (each on its own cache line).
+  struct alignas(64) Run {
+    std::atomic<int> next{0};
+    int end = 0;
+  };
+  Run runs_[kMaxThreads];
+  int parts_ = 0;
   std::atomic<int> workers_{0};
   std::atomic<int> error_{0};
 

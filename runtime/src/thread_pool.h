@@ -4,7 +4,10 @@
 // futex wake-up and the latency of the woken threads: on a VM tens of microseconds, more than
 // a whole cache-resident call takes on one thread. Here workers spin for a short while after a
 // loop (kSpinNs) before they block, so back-to-back calls, as in training, find them awake.
-// The caller takes tasks too; tasks are handed out one at a time from an atomic counter.
+// The caller takes tasks too. Each thread of a loop owns an equal run of its tasks (the same
+// run call after call, so a cache-resident tensor's parts stay in the caches of the cores that
+// wrote them) and takes them one at a time; a thread done with its own run takes what is
+// left of the others'.
 // One loop runs at a time: a caller that finds the pool busy (another thread's call, or a
 // nested loop) runs its loop on its own thread, which gives the same results.
 // A thread that set a runner (sdrop_set_parallel_runner) runs its loops on that instead.
