@@ -39,8 +39,11 @@ const GpuTable g_table = make_table();
 
 // ---- Buffers -------------------------------------------------------------------------------
 
-// The kernels' 4th dim is the origin: its min is minus the element offset of (0, 0, 0)
-// from the device handle, which the kernels read and write at coordinate 0.
+// The kernels' 4th dim is the origin, read and written at coordinate 0: its min is -1 and its
+// stride the element offset of (0, 0, 0) from the device handle, so (0 - min) * stride is that
+// offset. Not min = -offset with stride 1: the buffers of a Tuple output (the backward's
+// dresidual and dx) are addressed with the first one's mins, and the two may sit at different
+// offsets of their cl_mems; each keeps its own strides.
 struct DeviceBuf {
   halide_buffer_t b;
   halide_dimension_t dim[4];
@@ -73,9 +76,9 @@ int wrap(DeviceBuf* out, Backend backend, const Tensor& t, int64_t offset, halid
     origin = int64_t(t.base) / t.itemsize + offset;  // base: an offset into the cl_mem
     handle = uint64_t(reinterpret_cast<uintptr_t>(t.data));
   }
-  out->dim[3].min = int32_t(-origin);
+  out->dim[3].min = -1;
   out->dim[3].extent = 1;
-  out->dim[3].stride = 1;
+  out->dim[3].stride = int32_t(origin);
   out->b.type = type;
   out->b.dimensions = 4;
   out->b.dim = out->dim;

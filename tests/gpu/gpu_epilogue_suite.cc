@@ -57,6 +57,7 @@ struct EpiCase {
   int64_t bias_stride = 1, dbias_stride = 1;
   std::vector<int64_t> xs;  // x's strides (empty: compact; the other tensors are compact)
   uint64_t byte_offset = 0;  // extra, in every tensor's buffer (a multiple of the element size)
+  bool stagger = false;      // and i more elements in the i-th buffer: every tensor at its own
   Alias alias = Alias::kNone;
   bool shard = false;
   std::vector<int64_t> origin, logical;
@@ -82,6 +83,7 @@ struct EpiCase {
     if (backward) s << " dbias=" << (bias && dbias) << " dresidual=" << (residual && dresidual);
     s << " bias_stride=" << bias_stride << " dbias_stride=" << dbias_stride
       << " x_strides=" << sdrop_test::VecString(xs) << " byte_offset=" << byte_offset
+      << (stagger ? " staggered" : "")
       << " alias=" << AliasName(alias) << " rng_seed=" << rng_seed;
     if (shard) s << " shard origin=" << sdrop_test::VecString(origin) << " logical=" << sdrop_test::VecString(logical);
     return s.str();
@@ -107,8 +109,11 @@ struct Buffers {
   enum { kX, kBias, kResidual, kY, kDy, kDx, kDbias, kDresidual, kTensors };
   int at[kTensors] = {-1, -1, -1, -1, -1, -1, -1, -1};
 
-  int Add(const std::vector<int64_t>& shape, DLDataType dt, const Layout& l, bool values,
-          Values v, std::mt19937_64& rng) {
+  size_t stagger = 0;  // bytes more per buffer
+
+  int Add(const std::vector<int64_t>& shape, DLDataType dt, Layout l, bool values, Values v,
+          std::mt19937_64& rng) {
+    l.extra_byte_offset += stagger * host.size();
     host.emplace_back(new TensorBuffer(shape, dt, l, 0xA5));
     if (values) {
       host.back()->FillRandomBytes(rng);
@@ -131,6 +136,7 @@ void RunCase(const Device& dev, const EpiCase& c, sdrop_status want) {
   std::mt19937_64 rng(c.rng_seed);
   const DLDataType dt = c.dtype;
   Buffers b;
+  b.stagger = c.stagger ? ElementSize(dt) : 0;
   Layout compact;
   compact.extra_byte_offset = c.byte_offset;
   Layout lx = compact;
@@ -370,6 +376,11 @@ TEST_P(GpuEpilogue, StridesOffsetsShardsAndOtherMaskAxes) {
       c.dbias_stride = -1;
       c.byte_offset = 3 * es;
       Run(c);
+      // Each tensor at another element offset of its buffer (dx and dresidual too: the
+      // backward's two outputs are one Tuple on the device).
+      c.stagger = true;
+      Run(c);
+      c.stagger = false;
       c.xs.clear();
       c.bias_stride = 0;  // one value broadcast to every channel
       c.dbias_stride = 3;
