@@ -24,10 +24,11 @@
 // result is the CPU's bit for bit.
 //
 // GPU targets: a device buffer (an OpenCL cl_mem) cannot be offset by pointer arithmetic,
-// so every buffer has a 4th, extent-1 "origin" dim whose min the runtime sets to minus the
-// element offset of (0, 0, 0); the pipeline reads and writes at origin coordinate 0, and
-// the output is written through an RDom over the call's extents (a pure definition would
-// loop over the buffer's own, shifted, origin range).
+// so every buffer has a 4th, extent-1 "origin" dim that the runtime gives min -1 and the
+// element offset of (0, 0, 0) as its stride (a Tuple output's buffers are addressed with the
+// first one's mins, but each with its own strides); the pipeline reads and writes at origin
+// coordinate 0, and the output is written through an RDom over the call's extents (a pure
+// definition would loop over the buffer's own origin range).
 #include <cstdio>
 #include <cstdlib>
 
