@@ -25,14 +25,15 @@ set(SDROP_KERNEL_FEATURES "no_asserts-no_bounds_query-strict_float")
 
 # (op, shape) pairs and dtypes. apply_mask and mask run on the elementwise shape only; the
 # fused epilogue (docs/epilogue.md: forward, backward, and the row sums of the bias gradient)
-# on rows and channels_last, on the CPU ISAs only (the runtime maps every other layout onto
-# rows of one element).
+# on rows and channels_last, on every CPU ISA and GPU backend (the runtime maps every other
+# layout onto rows of one element).
 set(SDROP_KERNEL_SHAPES "dropout:rows" "dropout:channels_last" "dropout:elementwise"
                         "apply_mask:elementwise" "mask:elementwise"
                         "epilogue:rows" "epilogue:channels_last"
                         "epilogue_backward:rows" "epilogue_backward:channels_last"
                         "channel_sum:rows" "channel_sum:channels_last")
-set(SDROP_CPU_ONLY_OPS epilogue epilogue_backward channel_sum)
+# Ops built for the CPU ISAs only (none at present; the loop below skips their GPU variants).
+set(SDROP_CPU_ONLY_OPS "")
 set(SDROP_DTYPES f16 bf16 f32 f64)
 
 # Most channels one channels_last kernel call takes (its keep bits live in a stack buffer of

@@ -19,13 +19,16 @@
 // have consecutive mask indices (the common case), then runs branch-free vector loops that
 // select x*s or the dropped value (rows with skip_dropped: only each row's own loop, see
 // define_rows_cpu). GPU: a rows block draws its row's bit once and runs only
-// the kept or the dropped loop (the dropped one never loads x in exact-zero mode).
+// the kept or the dropped loop (the dropped one never loads x in exact-zero mode). The fused
+// epilogue and its row sums run on both, from the same algorithm.h expressions, so a GPU
+// result is the CPU's bit for bit.
 //
 // GPU targets: a device buffer (an OpenCL cl_mem) cannot be offset by pointer arithmetic,
-// so every buffer has a 4th, extent-1 "origin" dim whose min the runtime sets to minus the
-// element offset of (0, 0, 0); the pipeline reads and writes at origin coordinate 0, and
-// the output is written through an RDom over the call's extents (a pure definition would
-// loop over the buffer's own, shifted, origin range).
+// so every buffer has a 4th, extent-1 "origin" dim that the runtime gives min -1 and the
+// element offset of (0, 0, 0) as its stride (a Tuple output's buffers are addressed with the
+// first one's mins, but each with its own strides); the pipeline reads and writes at origin
+// coordinate 0, and the output is written through an RDom over the call's extents (a pure
+// definition would loop over the buffer's own origin range).
 #include <cstdio>
 #include <cstdlib>
 
@@ -139,8 +142,8 @@ class SdropGenerator : public Generator<SdropGenerator> {
       std::fprintf(stderr, "sdrop generator: apply_mask and mask have the elementwise shape only\n");
       std::abort();
     }
-    if (fused && (shape == Shape::elementwise || gpu())) {
-      std::fprintf(stderr, "sdrop generator: the epilogue is built for CPU rows and channels_last\n");
+    if (fused && shape == Shape::elementwise) {
+      std::fprintf(stderr, "sdrop generator: the epilogue is built for rows and channels_last\n");
       std::abort();
     }
     Func out = *y;
@@ -181,11 +184,11 @@ class SdropGenerator : public Generator<SdropGenerator> {
   // exact-zero mode (a rows kernel's dropped row), so dx = +0.0 and x is not read.
   Tuple backward_at(Expr i0, Expr i1, Expr i2, Expr keep, bool dropped) {
     const Expr zero = Internal::make_zero(storage_type(dtype, hw_f16()));
-    const Expr dyv = (*dy)(i0, i1, i2);
+    const Expr dyv = in_at(dy, i0, i1, i2);
     const Expr pre = dropped ? Expr() : pre_at(i0, i1, i2);
     const Expr d = dropped ? zero : value(pre, keep);
-    const Expr yv = epilogue_post(dtype, d, (*residual)(i0, i1, i2), *has_residual, *post_relu,
-                                  hw_f16());
+    const Expr yv = epilogue_post(dtype, d, in_at(residual, i0, i1, i2), *has_residual,
+                                  *post_relu, hw_f16());
     const Expr g = select(*post_relu, relu_grad(dtype, dyv, yv, hw_f16()), dyv);
     if (dropped) return Tuple(select(*want_dr, g, zero), zero);
     const Expr da = value(g, keep);
@@ -199,7 +202,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
   // channels_last in the order of d1.
   void define_channel_sum(Func out) {
     const Expr zero = Internal::make_zero(compute_type());
-    auto at = [&](Expr i0, Expr i1, Expr i2) { return to_compute(dtype, (*x)(i0, i1, i2), hw_f16()); };
+    auto at = [&](Expr i0, Expr i1, Expr i2) { return to_compute(dtype, x_at(i0, i1, i2), hw_f16()); };
     if (shape == Shape::channels_last) {
       sum_k = RDom(0, (*x).dim(1).extent(), "sum_k");
       out(d0, d2) = zero;
@@ -211,8 +214,9 @@ class SdropGenerator : public Generator<SdropGenerator> {
     sum_k = RDom(0, full, "sum_k");
     lanes(lane, d1, d2) = zero;
     lanes(lane, d1, d2) = lanes(lane, d1, d2) + at(sum_k * 8 + lane, d1, d2);
-    // The last e0 % 8 elements go to lanes 0 .. rem-1 (read once per row, clamped in range).
-    const Expr tail_i = full * 8 + min(lane, max(rem - 1, 0));
+    // The last e0 % 8 elements go to lanes 0 .. rem-1 (read once per row, clamped in range:
+    // with rem == 0 the unused load is of the row's last element, not one past it).
+    const Expr tail_i = min(full * 8 + min(lane, max(rem - 1, 0)), e0 - 1);
     lanes_tail(lane, d1, d2) = lanes(lane, d1, d2) + select(lane < rem, at(tail_i, d1, d2), zero);
     auto t = [&](int j) { return lanes_tail(j, d1, d2); };
     out(d1, d2) = ((t(0) + t(1)) + (t(2) + t(3))) + ((t(4) + t(5)) + (t(6) + t(7)));
@@ -222,18 +226,19 @@ class SdropGenerator : public Generator<SdropGenerator> {
   // the epilogue's act(x + b) followed by post(r + .) (docs/epilogue.md). `dropped` replaces the
   // dropout's value where given (the rows kernels' fill of a dropped row, which reads no x).
   Expr element(Expr i0, Expr i1, Expr i2, Expr keep, Expr kept_only = Expr()) {
-    if (!epilogue()) {
-      Expr xv = (*x)(i0, i1, i2);
-      return kept_only.defined() ? kept_only : value(xv, keep);
-    }
+    if (!epilogue()) return kept_only.defined() ? kept_only : value(x_at(i0, i1, i2), keep);
     return epilogue_post(dtype, kept_only.defined() ? kept_only : value(pre_at(i0, i1, i2), keep),
-                         (*residual)(i0, i1, i2), *has_residual, *post_relu, hw_f16());
+                         in_at(residual, i0, i1, i2), *has_residual, *post_relu, hw_f16());
   }
-  // act(x + b) as stored. The bias is indexed where it does not vary in the shape (rows: d0,
-  // channels_last: d1) at 0, so that it is a scalar per row or a vector per channel block.
+  // act(x + b) as stored. CPU: the bias is indexed where it does not vary in the shape (rows:
+  // d0, channels_last: d1) at 0, so that it is a scalar per row or a vector per channel block.
+  // GPU: at the element itself (the bias's stride is 0 there), so that the runtime's stand-in
+  // for an absent bias, x, is read only at the element the thread reads anyway: no thread
+  // reads an element another one writes in place.
   Expr pre_at(Expr i0, Expr i1, Expr i2) {
-    Expr b = shape == Shape::rows ? (*bias)(0, i1, i2) : (*bias)(i0, 0, i2);
-    return epilogue_pre(dtype, (*x)(i0, i1, i2), b, *has_bias, *act_relu, hw_f16());
+    Expr b = gpu() ? in_at(bias, i0, i1, i2)
+                   : shape == Shape::rows ? in_at(bias, 0, i1, i2) : in_at(bias, i0, 0, i2);
+    return epilogue_pre(dtype, x_at(i0, i1, i2), b, *has_bias, *act_relu, hw_f16());
   }
 
   // keep(args) for the mask index m of element `args`, which moves by `ms` per step of `v`:
@@ -311,16 +316,26 @@ class SdropGenerator : public Generator<SdropGenerator> {
     if (shape == Shape::channels_last) {
       keep_cl(d0, d2) = philox_keep(mask_index(d0, 0, d2), *seed, *offset, *threshold, *keep_all);
     }
-    auto element = [&](Expr i0, Expr i1, Expr i2) -> Expr {
-      if (op == Op::mask) return cast<uint8_t>(select(keep_at(i0, i1, i2), 1, 0));
-      Expr keep = shape == Shape::channels_last ? keep_cl(i0, i2) : keep_at(i0, i1, i2);
-      return value(x_at(i0, i1, i2), keep);
+    auto keep_of = [&](Expr i0, Expr i1, Expr i2) -> Expr {
+      return shape == Shape::channels_last ? keep_cl(i0, i2) : keep_at(i0, i1, i2);
     };
-    const Expr e0 = out.output_buffer().dim(0).extent(), e1 = out.output_buffer().dim(1).extent(),
-               e2 = out.output_buffer().dim(2).extent();
-    whole = RDom(0, e0, 0, e1, 0, e2, "whole");
+    const OutputImageParam yb = out.output_buffers()[0];  // a copy: output_buffers() is a temporary
+    whole = RDom(0, yb.dim(0).extent(), 0, yb.dim(1).extent(), 0, yb.dim(2).extent(), "whole");
+    if (op == Op::epilogue_backward) {
+      const Type t = storage_type(dtype, hw_f16());
+      out(d0, d1, d2, origin) = Tuple(undef(t), undef(t));
+      out(whole.x, whole.y, whole.z, 0) =
+          backward_at(whole.x, whole.y, whole.z, keep_of(whole.x, whole.y, whole.z), false);
+      return;
+    }
     out(d0, d1, d2, origin) = undef((*y).type());
-    out(whole.x, whole.y, whole.z, 0) = element(whole.x, whole.y, whole.z);
+    if (op == Op::mask) {
+      out(whole.x, whole.y, whole.z, 0) =
+          cast<uint8_t>(select(keep_at(whole.x, whole.y, whole.z), 1, 0));
+      return;
+    }
+    out(whole.x, whole.y, whole.z, 0) =
+        element(whole.x, whole.y, whole.z, keep_of(whole.x, whole.y, whole.z));
   }
 
   void schedule() {
@@ -399,6 +414,10 @@ class SdropGenerator : public Generator<SdropGenerator> {
   Type compute_type() const { return dtype == DType::f64 ? Float(64) : Float(32); }
 
   void schedule_channel_sum(Func out, Expr dense) {
+    if (gpu()) {
+      schedule_channel_sum_gpu(out);
+      return;
+    }
     const int vec = natural_vector() * vector_factor;
     Var t("t"), task("task"), ti("ti");
     if (shape == Shape::channels_last) {
@@ -477,9 +496,11 @@ class SdropGenerator : public Generator<SdropGenerator> {
     }
     return philox_keep(mask_index(i0, i1, i2), *seed, *offset, *threshold, *keep_all);
   }
-  Expr x_at(Expr i0, Expr i1, Expr i2) {
-    return gpu() ? (*x)(i0, i1, i2, 0) : (*x)(i0, i1, i2);
+  // Input b at (i0, i1, i2), and at origin 0 on GPU targets.
+  Expr in_at(GeneratorInput<Buffer<>> *b, Expr i0, Expr i1, Expr i2) {
+    return gpu() ? (*b)(i0, i1, i2, 0) : (*b)(i0, i1, i2);
   }
+  Expr x_at(Expr i0, Expr i1, Expr i2) { return in_at(x, i0, i1, i2); }
   Expr scale() const { return dtype == DType::f64 ? Expr(*scale_f64) : Expr(*scale_f32); }
   Expr value(Expr xv, Expr keep) {
     return dropout_value(dtype, xv, keep, scale(), *multiply, hw_f16());
@@ -494,17 +515,31 @@ class SdropGenerator : public Generator<SdropGenerator> {
   // GPU rows: one keep bit per row (d1, d2). The update runs over (kind, row) where `kind`
   // (0 = dropped, 1 = kept) is restricted by RDom::where to the row's keep bit and unrolled,
   // with the elements of the row (d0) a pure variable inside: each row runs exactly one of two
-  // loops, scale or a fill that never loads x (exact-zero mode). No element is written twice,
-  // so in place is safe.
+  // loops, scale or a fill that never loads x (exact-zero mode; the epilogue's dropped rows read
+  // only the residual, and dy in the backward). No element is written twice, so in place is safe.
   void define_rows_gpu(Func out) {
     const Expr e1 = (*x).dim(1).extent(), e2 = (*x).dim(2).extent();
     keep_row(d1, d2) = philox_keep(mask_index(0, d1, d2), *seed, *offset, *threshold, *keep_all);
     rows = RDom(0, 2, 0, e1, 0, e2, "rows");
     rows.where(rows.x == select(keep_row(rows.y, rows.z), 1, 0));
-    const Expr xv = x_at(d0, rows.y, rows.z);
+    const Expr kept = rows.x == 1;
+    if (op == Op::epilogue_backward) {
+      // Dropped rows: x * 0 with SDROP_FLAG_MULTIPLY, else backward_at's x-free zeros (the
+      // schedule's !multiply specialization folds the select, and the loads of x with it).
+      const Type t = storage_type(dtype, hw_f16());
+      const Expr yes = Internal::const_true(), no = Internal::const_false();
+      out(d0, d1, d2, origin) = Tuple(undef(t), undef(t));
+      out(d0, rows.y, rows.z, 0) =
+          select(kept, backward_at(d0, rows.y, rows.z, yes, false),
+                 select(*multiply, backward_at(d0, rows.y, rows.z, no, false),
+                        backward_at(d0, rows.y, rows.z, no, true)));
+      return;
+    }
+    const Expr xv = op == Op::epilogue ? pre_at(d0, rows.y, rows.z) : x_at(d0, rows.y, rows.z);
+    const Expr v = select(kept, kept_value(dtype, xv, scale(), hw_f16()),
+                          dropped_value(dtype, xv, *multiply, hw_f16()));
     out(d0, d1, d2, origin) = undef((*y).type());
-    out(d0, rows.y, rows.z, 0) = select(rows.x == 1, kept_value(dtype, xv, scale(), hw_f16()),
-                                        dropped_value(dtype, xv, *multiply, hw_f16()));
+    out(d0, rows.y, rows.z, 0) = element(d0, rows.y, rows.z, Expr(), v);
   }
 
   void schedule_rows(Func out, int vec, Expr dense) {
@@ -631,7 +666,7 @@ class SdropGenerator : public Generator<SdropGenerator> {
           .gpu_threads(t);
       keep_row.compute_at(out, block);
       // Exact-zero mode: the dropped loop never loads x.
-      s.specialize(!*multiply).specialize(dense);
+      by_residual(s.specialize(!*multiply), dense);
     } else if (shape == Shape::channels_last) {
       // Block = 32 channels x 64 spatial positions of one sample; threads 32 x 8.
       RVar co("co"), ci("ci"), so("so"), si("si"), su("su"), st("st"), sblock("sblock");
@@ -653,7 +688,30 @@ class SdropGenerator : public Generator<SdropGenerator> {
           .gpu_threads(t);
     }
     // Unit-stride inner dim (the usual case): simpler addressing, wider accesses.
+    by_residual(s, dense);
+  }
+
+  // The epilogue on GPU: a nest that does not load the residual when there is none (the
+  // runtime's stand-in is x, which a dropped row must not read); each with its dense version.
+  void by_residual(Stage s, Expr dense) {
+    if (has_residual) s.specialize(!*has_residual).specialize(dense);
     s.specialize(dense);
+  }
+
+  // GPU row sums: one thread per row, its sum sequential in the fixed order of
+  // define_channel_sum (rows: the 8 lane sums in the thread's registers; channels_last: d1 in
+  // turn, adjacent threads on adjacent channels). A block is 64 rows of one d2 slice.
+  void schedule_channel_sum_gpu(Func out) {
+    Var ao("ao"), ai("ai"), bo("bo"), bi("bi");
+    const TailStrategy guard = TailStrategy::GuardWithIf;
+    if (shape == Shape::channels_last) {
+      out.gpu_tile(d0, d2, ao, bo, ai, bi, 64, 1, guard);
+      out.update(0).gpu_tile(d0, d2, ao, bo, ai, bi, 64, 1, guard);
+      return;
+    }
+    out.gpu_tile(d1, d2, ao, bo, ai, bi, 64, 1, guard);
+    lanes.compute_at(out, ai).bound(lane, 0, 8).unroll(lane);
+    lanes.update(0).reorder(lane, sum_k).unroll(lane);
   }
 
   void schedule_elementwise(Func out, int vec, Expr dense) {

@@ -1520,15 +1520,33 @@ TEST_F(EpilogueBackwardRefusal, ChannelAxisOutOfRangeWithBias) {
   ExpectRefused(SDROP_ERROR_INVALID_ARGUMENT, {"bias"}, [&] { return Call(); });
 }
 
-TEST_F(EpilogueBackwardRefusal, GpuTensorsAreUnsupported) {
+// Every tensor labelled CUDA or OpenCL (over host bytes): the call goes to that backend, which
+// this process has not set up (no OpenCL queue set; no CUDA driver, or one that finds host
+// memory). Refused, nothing written; tests/gpu runs the backward on real device buffers.
+TEST_F(EpilogueBackwardRefusal, GpuTensorsGoToTheirBackend) {
   for (DLDeviceType dev : {kDLCUDA, kDLOpenCL}) {
     SCOPED_TRACE(dev == kDLCUDA ? "CUDA" : "OpenCL");
     DLTensor* all[] = {&x, &dy, &r, &bias, &dx, &dbias, &dr};
     for (DLTensor* t : all) t->device = DLDevice{dev, 0};
-    ExpectRefused(SDROP_ERROR_UNSUPPORTED, {}, [&] { return Call(); });
-    ExpectRefused(SDROP_ERROR_UNSUPPORTED, {}, [&] {
-      return sdrop_epilogue_backward(&prm, nullptr, &e, &x, &dy, &dx, nullptr, nullptr);
-    });
+    const sdrop_status want = SDROP_ERROR_BACKEND_UNAVAILABLE;
+    if (dev == kDLOpenCL) {
+      ExpectRefused(want, {"opencl"}, [&] { return Call(); });
+      ExpectRefused(want, {"opencl"}, [&] {
+        return sdrop_epilogue_backward(&prm, nullptr, &e, &x, &dy, &dx, nullptr, nullptr);
+      });
+    } else {
+      for (int outs = 0; outs < 2; ++outs) {
+        std::vector<std::vector<uint8_t>> before;
+        for (TensorBuffer* b : buffers_) before.push_back(b->bytes());
+        const sdrop_status st =
+            outs ? Call() : sdrop_epilogue_backward(&prm, nullptr, &e, &x, &dy, &dx, nullptr, nullptr);
+        EXPECT_TRUE(st == want || st == SDROP_ERROR_INVALID_ARGUMENT)
+            << sdrop_status_name(st) << ": " << sdrop_last_error();
+        EXPECT_NE(Lower(sdrop_last_error()).find("cuda"), std::string::npos) << sdrop_last_error();
+        for (size_t i = 0; i < buffers_.size(); ++i)
+          EXPECT_TRUE(buffers_[i]->bytes() == before[i]) << "buffer " << i << " was written";
+      }
+    }
     for (DLTensor* t : all) t->device = DLDevice{kDLCPU, 0};
   }
   // Mixed devices: invalid.

@@ -8,6 +8,7 @@
 #include "bias_grad.h"
 #include "error.h"
 #include "fpenv.h"
+#include "gpu.h"
 #include "cuda.h"
 #include "halide_hooks.h"
 #include "kernels.h"
@@ -407,7 +408,13 @@ sdrop_status epilogue_backward(CallRecord* r, const sdrop_params* params,
   r->x = &dy;
   r->y = &dx;
   if (x.numel == 0) {
-    if (dbias_t) store_zero_bias_grad(dbias);
+    if (dbias_t) {
+      if (backend != Backend::cpu) {
+        if (sdrop_status s = store_zero_bias_grad_gpu(backend, dbias, dtype)) return s;
+      } else {
+        store_zero_bias_grad(dbias);
+      }
+    }
     return trace_no_kernel(r);
   }
   call.ops.dy = &dy;
@@ -415,12 +422,17 @@ sdrop_status epilogue_backward(CallRecord* r, const sdrop_params* params,
   call.args.want_dr = dr_t != nullptr;
   // Without a dresidual the kernel writes its first output (then dx's own values) to dx too,
   // and recomputes the second from the inputs: right unless dx is one of those inputs (in
-  // place), where the second would read the first. Then the first goes to a scratch tensor.
+  // place), where the second would read the first. Then the first goes to a scratch tensor:
+  // host memory here for the CPU, device memory the GPU runner allocates in the call's context.
   ScratchTensor sink;
   if (!dr_t && (share_memory(dx, dy) != Overlap::none || share_memory(dx, x) != Overlap::none ||
                 (e->residual && share_memory(dx, call.residual) != Overlap::none))) {
-    if (sdrop_status s = sink.make(dx, "dresidual scratch")) return s;
-    call.ops.dresidual = &sink.tensor;
+    if (backend == Backend::cpu) {
+      if (sdrop_status s = sink.make(dx, "dresidual scratch")) return s;
+      call.ops.dresidual = &sink.tensor;
+    } else {
+      call.ops.dr_scratch = true;
+    }
     call.args.want_dr = true;
   }
   int64_t ks[kMaxDims];

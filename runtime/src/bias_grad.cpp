@@ -59,6 +59,7 @@ sdrop_status BiasGrad::reserve(const Plan& plan, DType dtype, int64_t channels) 
     if (n0 * n1 > most) most = n0 * n1;
     return 0;
   });
+  most_rows_ = most;
   const size_t item = f64_ ? sizeof(double) : sizeof(float);
   rows_ = std::malloc(size_t(most) * item);
   sums_ = std::calloc(size_t(channels > 0 ? channels : 1), item);  // all bits 0: +0.0
@@ -102,9 +103,13 @@ void BiasGrad::add(const Call& c, const Plan& plan) {
 }
 
 void BiasGrad::store(const Tensor& dbias, DType dtype) const {
-  uint8_t* base = reinterpret_cast<uint8_t*>(uintptr_t(dbias.base));
+  store_at(reinterpret_cast<uint8_t*>(uintptr_t(dbias.base)), dbias.strides[0], dbias.itemsize,
+           dtype);
+}
+
+void BiasGrad::store_at(uint8_t* base, int64_t stride, int itemsize, DType dtype) const {
   for (int64_t ch = 0; ch < channels_; ch++) {
-    uint8_t* at = base + ch * dbias.strides[0] * dbias.itemsize;
+    uint8_t* at = base + ch * stride * itemsize;
     if (f64_) {
       std::memcpy(at, static_cast<const double*>(sums_) + ch, sizeof(double));
       continue;

@@ -28,10 +28,18 @@ class BiasGrad {
   halide_buffer_t* rows_buffer(const Call& c, Shape shape);
   // Adds call c's row sums into their channels.
   void add(const Call& c, const Plan& plan);
-  // Stores the channel sums into dbias (1-D, `channels` elements).
+  // Stores the channel sums into dbias (1-D, `channels` elements, host memory).
   void store(const Tensor& dbias, DType dtype) const;
+  // The same rounded values into host memory at `base`, element i at base + i * stride
+  // elements of `itemsize` bytes (the GPU runner stages them there, then copies them over).
+  void store_at(uint8_t* base, int64_t stride, int itemsize, DType dtype) const;
+  // Row sums in the plan's largest call (what the GPU runner's device scratch holds), and the
+  // bytes of one row sum.
+  int64_t most_rows() const { return most_rows_; }
+  int row_bytes() const { return f64_ ? 8 : 4; }
 
  private:
+  int64_t most_rows_ = 1;
   void* rows_ = nullptr;
   void* sums_ = nullptr;
   bool f64_ = false;

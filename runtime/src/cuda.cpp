@@ -39,6 +39,10 @@ struct CudaApi {
   CUresult (*cuCtxGetDevice)(CUdevice*) = nullptr;
   CUresult (*cuPointerGetAttribute)(void*, int, CUdeviceptr) = nullptr;
   CUresult (*cuGetErrorName)(CUresult, const char**) = nullptr;
+  // The epilogue's dbias: copies on the caller's stream.
+  CUresult (*cuMemcpyDtoHAsync)(void*, CUdeviceptr, size_t, void*) = nullptr;
+  CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void*, size_t, void*) = nullptr;
+  CUresult (*cuStreamSynchronize)(void*) = nullptr;
   bool ok = false;
   CUresult init_result = 0;
 };
@@ -56,7 +60,10 @@ void load_cuda() {
          load_symbol(&a.cuCtxPopCurrent, cuda_symbol, "cuCtxPopCurrent_v2") &&
          load_symbol(&a.cuCtxGetDevice, cuda_symbol, "cuCtxGetDevice") &&
          load_symbol(&a.cuPointerGetAttribute, cuda_symbol, "cuPointerGetAttribute") &&
-         load_symbol(&a.cuGetErrorName, cuda_symbol, "cuGetErrorName");
+         load_symbol(&a.cuGetErrorName, cuda_symbol, "cuGetErrorName") &&
+         load_symbol(&a.cuMemcpyDtoHAsync, cuda_symbol, "cuMemcpyDtoHAsync_v2") &&
+         load_symbol(&a.cuMemcpyHtoDAsync, cuda_symbol, "cuMemcpyHtoDAsync_v2") &&
+         load_symbol(&a.cuStreamSynchronize, cuda_symbol, "cuStreamSynchronize");
   if (a.ok) a.init_result = a.cuInit(0);
   g_cuda = a;
 }
@@ -207,6 +214,39 @@ sdrop_status begin_cuda_call(const Tensor* const* tensors, int n) {
 }
 
 void end_cuda_call() { t_active_cu_context = nullptr; }
+
+namespace {
+
+// A copy on the thread's stream in the call's context, then a wait for the stream: the read's
+// data is there, and the write's source may go (whatever kind of host memory it is).
+template <typename Copy>
+sdrop_status cuda_copy(const char* what, Copy&& copy) {
+  if (CUresult r = g_cuda.cuCtxPushCurrent(t_active_cu_context)) {
+    return fail(SDROP_ERROR_BACKEND_UNAVAILABLE, "cannot make the CUDA context current: %s",
+                cu_name(r));
+  }
+  CUresult r = copy(t_cu_stream);
+  if (r == 0) r = g_cuda.cuStreamSynchronize(t_cu_stream);
+  CUcontext popped;
+  g_cuda.cuCtxPopCurrent(&popped);
+  if (r == 0) return SDROP_OK;
+  return fail(r == 2 ? SDROP_ERROR_OUT_OF_MEMORY : SDROP_ERROR_BACKEND_UNAVAILABLE,
+              "CUDA %s failed: %s", what, cu_name(r));  // 2: CUDA_ERROR_OUT_OF_MEMORY
+}
+
+}  // namespace
+
+sdrop_status cuda_read(uint64_t src, void* dst, size_t n) {
+  return cuda_copy("cuMemcpyDtoHAsync (the bias gradient's row sums)", [&](void* stream) {
+    return g_cuda.cuMemcpyDtoHAsync(dst, CUdeviceptr(src), n, stream);
+  });
+}
+
+sdrop_status cuda_write(uint64_t dst, const void* src, size_t n) {
+  return cuda_copy("cuMemcpyHtoDAsync (dbias)", [&](void* stream) {
+    return g_cuda.cuMemcpyHtoDAsync(CUdeviceptr(dst), src, n, stream);
+  });
+}
 
 void set_cuda_stream(void* context, void* stream) {
   t_cu_context = context;

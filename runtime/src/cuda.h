@@ -14,6 +14,11 @@ namespace sdrop {
 sdrop_status begin_cuda_call(const Tensor* const* tensors, int n);
 void end_cuda_call();
 
+// Copies between host memory and `n` bytes at device address src / dst, on the thread's stream
+// in the call's context (between begin_cuda_call and end_cuda_call), complete on return.
+sdrop_status cuda_read(uint64_t src, void* dst, size_t n);
+sdrop_status cuda_write(uint64_t dst, const void* src, size_t n);
+
 // sdrop_set_cuda_stream / sdrop_get_cuda_stream: the calling thread's handles.
 void set_cuda_stream(void* context, void* stream);
 void get_cuda_stream(void** context, void** stream);

@@ -34,7 +34,7 @@ using EpilogueBackwardFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_bu
                                    int64_t, int64_t, uint32_t, bool, bool, float, double, bool,
                                    bool, bool, bool, bool, bool, bool, halide_buffer_t*,
                                    halide_buffer_t*);
-// x, serial, the 2-D row sums.
+// x, serial, the 2-D row sums (in the compute type; on GPUs a device buffer at offset 0).
 using ChannelSumFn = int (*)(halide_buffer_t*, bool, halide_buffer_t*);
 
 constexpr int kShapes = 3, kDTypes = 4;
@@ -44,7 +44,7 @@ struct KernelTable {
   DropoutFn dropout[kVariants][kShapes][kDTypes] = {};
   ApplyMaskFn apply_mask[kVariants][kDTypes] = {};
   MaskFn mask[kVariants] = {};
-  // rows and channels_last, CPU only:
+  // rows and channels_last (elementwise entries stay null):
   EpilogueFn epilogue[kVariants][kShapes][kDTypes] = {};
   EpilogueBackwardFn epilogue_backward[kVariants][kShapes][kDTypes] = {};
   ChannelSumFn channel_sum[kVariants][kShapes][kDTypes] = {};
@@ -106,7 +106,7 @@ int call_kernel(const KernelTable<kVariants>& t, int v, Op op, Shape shape, DTyp
                        b.y);
     case Op::epilogue: {
       const EpilogueFn f = t.epilogue[v][sh][dt];
-      if (!f) return -1;  // GPU variants have none; their runner refuses first
+      if (!f) return -1;  // a shape without a kernel: the planner never picks one
       return f(b.x, b.k, b.r, a.seed, a.offset, c.m0, ms0, ms1, ms2, a.threshold, a.keep_all,
                a.multiply, a.scale_f32, a.scale_f64, serial, skip_dropped, a.has_bias,
                a.has_residual, a.act_relu, a.post_relu, b.y);

@@ -93,12 +93,7 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
                       const EpilogueOperands* e) {
   const bool fused = op == Op::epilogue || op == Op::epilogue_backward;
   if (backend != Backend::cpu) {
-    if (fused) {
-      return fail(SDROP_ERROR_UNSUPPORTED,
-                  "the fused epilogue has CPU kernels only in this build; x is on a %s device",
-                  backend == Backend::cuda ? "CUDA" : "OpenCL");
-    }
-    return run_plan_gpu(backend, op, dtype, plan, x, y, k, a, info);
+    return run_plan_gpu(backend, op, dtype, plan, x, y, k, a, info, fused ? e : nullptr);
   }
   Isa isa;
   if (sdrop_status s = select_isa(&isa)) return s;

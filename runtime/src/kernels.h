@@ -28,6 +28,10 @@ struct EpilogueOperands {
   const Tensor* dy = nullptr;         // backward
   const Tensor* dresidual = nullptr;  // backward
   const Tensor* dbias = nullptr;      // backward: then the row sums of dx are added up into it
+  // Backward on a GPU, dx in place of an input and no dresidual: the kernel's first output goes
+  // to a device scratch laid out as dx, which the GPU runner allocates in the call's context
+  // (api.cpp's host scratch serves the CPU; see there why it is needed).
+  bool dr_scratch = false;
 };
 
 // x may be null (Op::mask), k is the mask tensor (apply_mask) or null, e the epilogue's

@@ -31,6 +31,11 @@ struct OpenClApi {
   cl_int (*clGetCommandQueueInfo)(void*, cl_uint, size_t, void*, size_t*) = nullptr;
   cl_int (*clGetDeviceInfo)(void*, cl_uint, size_t, void*, size_t*) = nullptr;
   cl_int (*clGetMemObjectInfo)(void*, cl_uint, size_t, void*, size_t*) = nullptr;
+  // (queue, buffer, blocking, offset, size, host pointer, events...): the epilogue's dbias.
+  cl_int (*clEnqueueReadBuffer)(void*, void*, cl_uint, size_t, size_t, void*, cl_uint,
+                                const void*, void*) = nullptr;
+  cl_int (*clEnqueueWriteBuffer)(void*, void*, cl_uint, size_t, size_t, const void*, cl_uint,
+                                 const void*, void*) = nullptr;
   bool ok = false;
 };
 
@@ -41,7 +46,9 @@ void load_opencl() {
   OpenClApi a;
   a.ok = load_symbol(&a.clGetCommandQueueInfo, opencl_symbol, "clGetCommandQueueInfo") &&
          load_symbol(&a.clGetDeviceInfo, opencl_symbol, "clGetDeviceInfo") &&
-         load_symbol(&a.clGetMemObjectInfo, opencl_symbol, "clGetMemObjectInfo");
+         load_symbol(&a.clGetMemObjectInfo, opencl_symbol, "clGetMemObjectInfo") &&
+         load_symbol(&a.clEnqueueReadBuffer, opencl_symbol, "clEnqueueReadBuffer") &&
+         load_symbol(&a.clEnqueueWriteBuffer, opencl_symbol, "clEnqueueWriteBuffer");
   g_cl = a;
 }
 
@@ -130,6 +137,25 @@ sdrop_status begin_opencl_call(const Tensor* const* tensors, int n, DType dtype)
     }
   }
   return SDROP_OK;
+}
+
+// CL_MEM_OBJECT_ALLOCATION_FAILURE, CL_OUT_OF_RESOURCES, CL_OUT_OF_HOST_MEMORY.
+sdrop_status copy_failure(const char* what, cl_int r) {
+  const bool memory = r == -4 || r == -5 || r == -6;
+  return fail(memory ? SDROP_ERROR_OUT_OF_MEMORY : SDROP_ERROR_BACKEND_UNAVAILABLE,
+              "OpenCL %s failed with error %d", what, int(r));
+}
+
+sdrop_status opencl_read(void* mem, uint64_t offset, void* dst, size_t n) {
+  const cl_int r = g_cl.clEnqueueReadBuffer(t_cl_queue, mem, 1u, size_t(offset), n, dst, 0,
+                                            nullptr, nullptr);
+  return r == 0 ? SDROP_OK : copy_failure("clEnqueueReadBuffer (the bias gradient's row sums)", r);
+}
+
+sdrop_status opencl_write(void* mem, uint64_t offset, const void* src, size_t n) {
+  const cl_int r = g_cl.clEnqueueWriteBuffer(t_cl_queue, mem, 1u, size_t(offset), n, src, 0,
+                                             nullptr, nullptr);
+  return r == 0 ? SDROP_OK : copy_failure("clEnqueueWriteBuffer (dbias)", r);
 }
 
 sdrop_status set_opencl_queue(void* context, void* queue) {

@@ -12,6 +12,11 @@ namespace sdrop {
 // tensor is a buffer of the queue's context holding its bytes (nulls in `tensors` skipped).
 sdrop_status begin_opencl_call(const Tensor* const* tensors, int n, DType dtype);
 
+// Blocking copies between host memory and `n` bytes at byte `offset` of the cl_mem `mem`, on the
+// thread's queue, so after everything enqueued there before (after begin_opencl_call).
+sdrop_status opencl_read(void* mem, uint64_t offset, void* dst, size_t n);
+sdrop_status opencl_write(void* mem, uint64_t offset, const void* src, size_t n);
+
 // sdrop_set_opencl_queue / sdrop_get_opencl_queue: the calling thread's handles.
 sdrop_status set_opencl_queue(void* context, void* queue);
 void get_opencl_queue(void** context, void** queue);

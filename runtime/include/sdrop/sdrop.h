@@ -123,7 +123,9 @@ SDROP_API sdrop_status sdrop_mask_sharded(const sdrop_params* params, const sdro
    as the separate operations would store it, so the result is bit for bit that of the unfused
    sequence sdrop_forward would be one step of (with the same params and mask). A dropped channel
    contributes +0.0 (or act(x + bias) * 0 with SDROP_FLAG_MULTIPLY) and, in the default mode, its
-   x is not read. CPU only in this release: CUDA and OpenCL tensors are SDROP_ERROR_UNSUPPORTED. */
+   x is not read (in rows layouts such as NCHW, on every backend). CPU, CUDA and OpenCL; on a
+   GPU every tensor of the call must be on that device, and a backward call with dbias waits
+   for the caller's stream/queue (dbias is summed per channel on the host). */
 typedef enum sdrop_activation {
   SDROP_ACTIVATION_IDENTITY = 0,
   SDROP_ACTIVATION_RELU = 1
