@@ -22,7 +22,7 @@ scaled in their dtype), bit for bit given the mask, and draw their masks from Ph
 
 The fused channel epilogue ``post(residual + dropout2d(act(x + bias)))``: ``dropout_epilogue``
 and ``DropoutEpilogue`` (one pass forward, one backward, gradients to x, bias and residual;
-CPU only), ``epilogue`` for any layout and mask axes.
+CPU and CUDA), ``epilogue`` for any layout and mask axes.
 
 See docs/python.md.
 """

@@ -97,7 +97,7 @@ T apply_mask(const T& x, const T& m, double p, int64_t axes, int64_t flags) {
 }
 
 // The fused channel epilogue (docs/epilogue.md): y = post(residual + dropout(act(x + bias))),
-// CPU only in this release (libsdrop refuses other devices with SDROP_ERROR_UNSUPPORTED).
+// on CPU and CUDA tensors alike (libsdrop runs it where its tensors are).
 using OptT = std::optional<T>;
 
 bool given(const OptT& t) { return t && t->defined(); }

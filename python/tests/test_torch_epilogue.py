@@ -411,7 +411,20 @@ def test_refusals_raise_python_exceptions_with_the_c_message():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_cuda_tensors_are_refused_clearly():
-    x = torch.randn(2, 3, 4, 4, device="cuda")
-    with pytest.raises(NotImplementedError, match="sdrop"):
-        st.dropout_epilogue(x, 0.5, seed=1)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_cuda_equals_cpu_bit_for_bit(memory_format):
+    # The library's CUDA kernels are the CPU ones' algorithm (docs/epilogue.md, "On GPUs"):
+    # the same output and the same gradients to x, bias and residual, bit for bit.
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 6, 5, 7, generator=g).to(memory_format=memory_format)
+    b, r = torch.randn(6, generator=g), torch.randn(4, 6, 5, 7, generator=g)
+    dy = torch.randn(4, 6, 5, 7, generator=g)
+    outs = []
+    for dev in ("cpu", "cuda"):
+        xs, bs, rs = (t.to(dev).requires_grad_() for t in (x, b, r))
+        y = st.dropout_epilogue(xs, 0.4, bias=bs, residual=rs, act="relu", post="relu",
+                                seed=11, offset=5)
+        y.backward(dy.to(dev))
+        outs.append([t.detach().cpu() for t in (y, xs.grad, bs.grad, rs.grad)])
+    for cpu, cuda in zip(*outs):
+        assert same_bits(cpu, cuda)
