@@ -2,7 +2,7 @@
 // XLA's CPU allocators hand out blocks this big fresh from mmap on every call and unmap them
 // on free): advice for the 2 MiB-aligned interior of [data, data + bytes) when it spans at
 // least 4 MiB, as NumPy gives its own arrays. Without it the kernel's first touch faults once
-// per 4 KiB page: 25,088 faults at 32×64×112×112 float32, about two thirds of such a call here
+// per 4 KiB page: 25,088 faults at 32×64×112×112 float32, about half of such a call here
 // (docs/python.md#pytorch-operators). Advice only: with THP off it changes nothing, and it
 // never changes a value.
 #pragma once
