@@ -92,12 +92,11 @@ int wrap(DeviceBuf* out, Backend backend, const Tensor& t, int64_t offset, halid
   return wrap(out, backend, t, offset, type, c, s);
 }
 
-// The epilogue's bias, read at channel times its stride (as HostBuf::set_bias on the CPU).
+// The epilogue's bias (bias_view, as on the CPU).
 int wrap_bias(DeviceBuf* out, Backend backend, const Tensor& t, halide_type_t type,
               const Call& c, const Plan& p) {
-  const int64_t cs = t.strides[0];
-  const int64_t s[3] = {p.inner[0].ks * cs, p.inner[1].ks * cs, p.inner[2].ks * cs};
-  return wrap(out, backend, t, c.k0 * cs, type, c, s);
+  const BiasView v = bias_view(t.strides[0], c, p);
+  return wrap(out, backend, t, v.first, type, c, v.strides);
 }
 
 void unwrap(DeviceBuf* b, Backend backend) {

@@ -45,12 +45,11 @@ struct HostBuf {
     return wrap(t.base + uint64_t(offset * t.itemsize), type, c, s);
   }
 
-  // The epilogue's bias: the plan steps channel indices (ks), the bias is read at channel times
-  // its stride. (api.cpp refuses strides for which this would leave 32 bits.)
+  // The epilogue's bias (bias_view). (api.cpp refuses strides for which this would leave
+  // 32 bits.)
   halide_buffer_t* set_bias(const Tensor& t, halide_type_t type, const Call& c, const Plan& p) {
-    const int64_t cs = t.strides[0];
-    const int64_t s[3] = {p.inner[0].ks * cs, p.inner[1].ks * cs, p.inner[2].ks * cs};
-    return wrap(t.base + uint64_t(c.k0 * cs * t.itemsize), type, c, s);
+    const BiasView v = bias_view(t.strides[0], c, p);
+    return wrap(t.base + uint64_t(v.first * t.itemsize), type, c, v.strides);
   }
 
   // The epilogue's stand-in for an absent bias: zeros the kernel does not use (has_bias is

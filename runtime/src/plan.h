@@ -88,6 +88,17 @@ struct Call {
   int64_t extent[3];
 };
 
+// How a call reads the epilogue's bias: at channel index times the bias's own stride, the plan
+// stepping channel indices (ks). The CPU and GPU runners both address it through this.
+struct BiasView {
+  int64_t first;       // element offset of the call's first channel
+  int64_t strides[3];  // of the kernel dims
+};
+inline BiasView bias_view(int64_t bias_stride, const Call& c, const Plan& p) {
+  return {c.k0 * bias_stride,
+          {p.inner[0].ks * bias_stride, p.inner[1].ks * bias_stride, p.inner[2].ks * bias_stride}};
+}
+
 // Calls fn(const Call&) for every kernel call of the plan, in order; stops at the first
 // nonzero return and returns it.
 template <typename Fn>
