@@ -34,7 +34,8 @@ const CpuTable g_table = make_table();
 const char* const kVariantNames[kNumIsas] = {"cpu:sse41", "cpu:avx2", "cpu:avx512"};
 
 // A host buffer of the call: the plan's strides (xs, ys or ks, picked by `stride`) and the
-// call's extents. Only what a kernel reads is set: this runs per call.
+// call's extents. Only what a kernel reads is set: this runs per call. Left uninitialised
+// until set(): a call fills only the buffers its op has.
 struct HostBuf {
   halide_buffer_t b;
   halide_dimension_t dim[3];
@@ -62,7 +63,11 @@ struct HostBuf {
 
  private:
   halide_buffer_t* wrap(uint64_t host, halide_type_t type, const Call& c, const int64_t* s) {
+    // Zeroed here, for the buffers a call uses, rather than all six up front (a tiny call's
+    // cost is made of such things).
+    b = halide_buffer_t{};
     for (int d = 0; d < 3; d++) {
+      dim[d] = halide_dimension_t{};
       dim[d].extent = int32_t(c.extent[d]);
       dim[d].stride = int32_t(s[d]);
     }
@@ -124,7 +129,7 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
   reset_loop_workers();
   if (sdrop_status s = for_each_proven_call(op, plan, x, y, k, e, &info->calls, &code,
                                             [&](const Call& c) {
-    HostBuf xb{}, kb{}, yb{}, rb{}, dyb{}, drb{};
+    HostBuf xb, kb, yb, rb, dyb, drb;
     CallBuffers b;
     b.y = yb.set(y, c.y0, out_type, c, plan, &Axis::ys);
     if (x) b.x = xb.set(*x, c.x0, in_type, c, plan, &Axis::xs);

@@ -106,8 +106,10 @@ Plan plan_of(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int
     if (l.ys != r.ys) return l.ys > r.ys;
     return abs64(l.xs) > abs64(r.xs);
   });
-  // Merge an outer axis into the inner one when all four strides step together.
-  Axis merged[kMaxDims];
+  // Merge an outer axis into the inner one when all strides step together (in place: the
+  // merged axes a[0..nm) never pass the one being read, and a second array would be one more
+  // thing every call initialises).
+  Axis* const merged = a;
   int nm = 0;
   for (int i = 0; i < n; i++) {
     if (nm > 0) {

@@ -121,7 +121,8 @@ const char* device_name(Device d, char* buf, size_t size) {
 
 sdrop_status describe(const DLTensor* t, const char* name, Tensor* out) {
   if (!t) return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s must not be NULL", name);
-  Tensor r;
+  // Filled in place (callers pass a fresh Tensor): no second copy per tensor per call.
+  Tensor& r = *out;
   r.name = name;
   if (t->ndim < 0 || t->ndim > kMaxDims) {
     return fail(SDROP_ERROR_INVALID_ARGUMENT, "%s.ndim must be in [0, %d], got %d", name,
@@ -186,7 +187,6 @@ sdrop_status describe(const DLTensor* t, const char* name, Tensor* out) {
   if (r.numel == 0) {
     // Nothing is read or written: no address is formed (NULL data is fine).
     r.base = (is_opencl(r) ? 0 : uint64_t(reinterpret_cast<uintptr_t>(t->data))) + t->byte_offset;
-    *out = r;
     return SDROP_OK;
   }
   if (!t->data) {
@@ -196,7 +196,6 @@ sdrop_status describe(const DLTensor* t, const char* name, Tensor* out) {
   if (r.itemsize != 0) {
     if (sdrop_status s = footprint(t, &r)) return s;
   }
-  *out = r;
   return SDROP_OK;
 }
 
