@@ -9,6 +9,8 @@
 #      (SDROP_REINSTALL=1 forces it).
 # Progress goes to stderr; any failure stops with a message and a non-zero status.
 #   SDROP_TEST_VENV=DIR   another venv;  SDROP_PYTHON=python3.X  the interpreter to create it with
+#   SDROP_FRAMEWORKS_ONLY=1  step 1 only (the test command runs it during the C++ build: it is
+#                         mostly downloading, and needs no build)
 #   SDROP_KERNELS_FROM=DIR  the generators/ folder of a CMake build of these same sources: the
 #                         package links that build's kernels instead of generating its own
 #                         (the test command passes its release build's; generating the kernels
@@ -32,6 +34,10 @@ if ! cmp -s "$req" "$stamp"; then
   "$venv/bin/python" -m pip install -q --upgrade pip >&2 || die "pip upgrade failed"
   "$venv/bin/python" -m pip install -q -r "$req" >&2 || die "pip install -r $req failed"
   cp "$req" "$stamp"
+fi
+if [ "${SDROP_FRAMEWORKS_ONLY:-0}" = 1 ]; then
+  echo "$venv/bin/python"
+  exit 0
 fi
 
 # What the package is built from: every file of these folders that git would see (tracked,

@@ -14,6 +14,19 @@ export PATH="$root/.venv/bin:$PATH"
 presets=${SDROP_PRESET:-release asan}
 t0=$(date +%s)
 phase() { echo "[test] $* (at $(( $(date +%s) - t0 )) s)" >&2; }
+python_tests=0
+if [[ " $presets " == *" release "* ]] && [ "${SDROP_PYTHON_TESTS:-1}" != 0 ]; then
+  python_tests=1
+  # The Python suite's frameworks (torch, jax, keras: a few GB from PyPI the first time) are
+  # installed while the C++ build runs: that step is mostly waiting on the network and needs
+  # nothing built. Its output goes to a log, shown if it fails.
+  mkdir -p build
+  venv_log="$root/build/python-venv.log"
+  # Its own process group (setsid), so that a failed build stops pip too.
+  SDROP_FRAMEWORKS_ONLY=1 setsid bash python/install_venv.sh >/dev/null 2>"$venv_log" &
+  venv_pid=$!
+  trap 'kill -- "-$venv_pid" 2>/dev/null || true' EXIT
+fi
 for preset in $presets; do
   phase "configure + build ($preset)"
   extra=(-DSDROP_KERNELS_FROM=)
@@ -26,7 +39,14 @@ for preset in $presets; do
   cmake --build --preset "$preset"
   phase "ctest ($preset)"
   ctest --preset "$preset" -j "$(nproc)"
-  if [ "$preset" = release ] && [ "${SDROP_PYTHON_TESTS:-1}" != 0 ]; then
+  if [ "$preset" = release ] && [ "$python_tests" = 1 ]; then
+    phase "python: waiting for the frameworks' install (started with the build)"
+    if ! wait "$venv_pid"; then
+      cat "$venv_log" >&2
+      echo "[test] ERROR: installing the Python suite's frameworks failed (log above: $venv_log)" >&2
+      exit 1
+    fi
+    trap - EXIT
     phase "python (pip install ./python into .venv-test, pytest)"
     # The package links this run's release kernels (same sources) rather than generating them
     # a second time inside pip; it is otherwise built and installed as a user's would be.
