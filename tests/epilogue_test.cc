@@ -448,6 +448,22 @@ TEST_P(EpilogueDType, MaskAxesThatAreNotSpatial) {
       }
 }
 
+// A bias of one channel never uses its stride, so any stride is fine there, the extremes
+// included (negating INT64_MIN was undefined behaviour in the span check; found by the fuzzer).
+TEST_P(EpilogueDType, OneChannelBiasTakesAnyStride) {
+  for (int64_t bias_stride : {INT64_MIN, INT64_MIN + 1, INT64_MAX})
+    for (int k : {1, 5, 15}) {
+      EpiCase c;
+      c.combo(k);
+      c.dtype = GetParam();
+      c.shape = {2, 1, 3, 7};
+      c.bias_stride = bias_stride;
+      c.p = 0.5;
+      c.seed = 7 + k;
+      RunCase(c);
+    }
+}
+
 // Non-contiguous strides: transposed, reversed, padded rows; y and the residual in layouts of
 // their own; bias with stride 2, 0 (one value broadcast), -1; byte offsets.
 TEST_P(EpilogueDType, NonContiguousStridesAndBiasStrides) {

@@ -254,9 +254,11 @@ sdrop_status check_epilogue(const sdrop_epilogue* e, const sdrop_params* params,
                   "bias.shape must be [%" PRId64 "] (x.shape[%d], the channel axis), got %s", c,
                   int(e->channel_axis), format_dims(bias.shape, bias.ndim, dims, sizeof dims));
     }
-    // The kernels index the bias at channel * stride with 32-bit offsets.
-    const int64_t reach = (c > 0 ? c - 1 : 0) * (bias.strides[0] < 0 ? -bias.strides[0] : bias.strides[0]);
-    if (reach > kKernelSpanLimit) {
+    // The kernels index the bias at channel * stride with 32-bit offsets. One channel never
+    // uses its stride, which may then be anything (INT64_MIN too: found by the fuzzer);
+    // more than one, and describe() has bounded (c - 1) * |stride| by 2^60.
+    const uint64_t reach = c > 1 ? uint64_t(c - 1) * magnitude(bias.strides[0]) : 0;
+    if (reach > uint64_t(kKernelSpanLimit)) {
       return fail(SDROP_ERROR_UNSUPPORTED,
                   "bias.strides[0] (%" PRId64 ") times its %" PRId64 " channels reaches past the "
                   "kernels' 32-bit indexing; pass a contiguous bias",
