@@ -21,6 +21,7 @@ namespace sdb {
 struct Config {
   int threads = 0;         // the count actually used by sdrop, the references and libtorch
   bool full = false;       // the whole matrix (docs/performance.md#sizes), not the report subset
+  bool sweep = false;      // only the size ladder of the threshold sweep (bench/tune.py)
   int reps = 5;            // repetitions; medians are reported
   double min_time = 0.2;   // seconds per repetition
   double warmup = 0.1;     // seconds of warm-up before the first repetition

@@ -4,6 +4,9 @@
 //
 // Own flags (the rest goes to Google Benchmark, e.g. --benchmark_filter=...):
 //   --full            the whole matrix (every size, layout, p, dtype, mode, place, direction)
+//   --sweep           only the ladder of bench/tune.py's threshold sweep: f32 NCHW p = 0.5,
+//                     default and multiply mode, out of place, from 1x16x8x8 to 32x64x64x64
+//                     (4 KiB to 32 MiB of output), on 1 thread and on the default count
 //                     instead of the ~5 minute report subset
 //   --threads=N       threads for sdrop, the references and libtorch (default: env
 //                     SDROP_BENCH_THREADS, else sdrop's default = all cores)
@@ -254,7 +257,39 @@ void add_torch(Case c) {
       name.c_str(), [c](benchmark::State& st) { bm_torch(st, c); }));
 }
 
+// The threshold sweep's ladder (bench/tune.py --thresholds): where one thread stops beating
+// the pool, and where skipping the reads of dropped rows starts to pay. Each size twice: on one
+// thread and on the default count; the runtime's own thresholds decide the rest, so the sweep
+// builds it with them at 0 or past every size.
+const std::vector<Size>& sweep_sizes() {
+  // From the report's tiny size to past its cache size, doubling one axis at a time, so that
+  // the draws (N x C) grow with the bytes as they do in real layers: 4 KiB to 32 MiB of f32.
+  static const std::vector<Size> sizes = {
+      {"sweep4k", 1, 16, 8, 8},      {"sweep8k", 2, 16, 8, 8},       {"sweep16k", 2, 32, 8, 8},
+      {"sweep32k", 4, 32, 8, 8},     {"sweep64k", 4, 64, 8, 8},      {"sweep128k", 8, 64, 8, 8},
+      {"sweep256k", 8, 64, 16, 8},   {"sweep512k", 16, 64, 16, 8},   {"sweep1m", 16, 64, 16, 16},
+      {"sweep2m", 32, 64, 16, 16},   {"sweep4m", 32, 64, 32, 16},    {"sweep8m", 32, 64, 32, 32},
+      {"sweep16m", 32, 64, 64, 32},  {"sweep32m", 32, 64, 64, 64}};
+  return sizes;
+}
+
+void register_sweep() {
+  for (const Size& size : sweep_sizes()) {
+    for (bool mul : {false, true}) {
+      for (int threads : {1, 0}) {
+        if (threads == 1 && config().threads == 1) continue;
+        Case c;
+        c.size = &size;
+        c.multiply = mul;
+        c.threads = threads;
+        add_sdrop(c);
+      }
+    }
+  }
+}
+
 void register_all() {
+  if (config().sweep) return register_sweep();
   const bool full = config().full;
   const double ps[3] = {0.1, 0.5, 0.9};
   const DType dtypes[4] = {DType::f32, DType::f16, DType::bf16, DType::f64};
@@ -413,6 +448,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const char* v = nullptr;
     if (flag_value(argv[i], "--full", &v)) cfg.full = true;
+    else if (flag_value(argv[i], "--sweep", &v)) cfg.sweep = true;
     else if (flag_value(argv[i], "--thp", &v)) cfg.thp = true;
     else if (flag_value(argv[i], "--no_torch", &v)) cfg.torch = false;
     else if (flag_value(argv[i], "--no_gpu", &v)) cfg.gpu = false;
@@ -447,7 +483,9 @@ int main(int argc, char** argv) {
   // The names carry only a size's name: its N x C x H x W shape is here, for report.py
   // ("tiny=1x16x8x8,cache=...", in the order registered).
   std::string sizes;
-  for (const Size& s : kSizes) {
+  std::vector<Size> named(kSizes, kSizes + 3);
+  if (cfg.sweep) named = sweep_sizes();
+  for (const Size& s : named) {
     if (!sizes.empty()) sizes += ",";
     sizes += std::string(s.name) + "=" + std::to_string(s.n) + "x" + std::to_string(s.c) + "x" +
              std::to_string(s.h) + "x" + std::to_string(s.w);
@@ -455,7 +493,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("bench_sizes", sizes);
 
   register_all();
-  if (cfg.gpu) {
+  if (cfg.gpu && !cfg.sweep) {
     register_cuda();
     register_opencl();
   } else {

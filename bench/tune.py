@@ -22,7 +22,26 @@ generators/schedule_table.cmake (with --write), which the normal build consumes:
     cmake --build --preset release                 # rebuild with them
 
 Winners closer than --min-gain (10%) to the generator's defaults are not written: memory
-bandwidth on a shared VM drifts by ~10% between runs, so smaller gains are noise. Not here:
+bandwidth on a shared VM drifts by ~10% between runs, so smaller gains are noise.
+
+--thresholds sweeps the runtime's two byte thresholds instead (no kernel is regenerated: the
+scratch build, build/tune-thresholds, links build/release's kernels, so build that first):
+
+    SDROP_SERIAL_BYTES        calls with at most this much output run on the calling thread
+    SDROP_SKIP_DROPPED_BYTES  exact-zero rows calls with more output skip reading dropped rows
+
+Two builds of sdrop_bench, both with the pool used at every size: one that always skips the
+dropped rows, one that never does. Each runs `sdrop_bench --sweep` (f32 NCHW, p = 0.5, from
+1x16x8x8 to 32x64x64x64: 4 KiB to 32 MiB of output; on 1 thread and on all), alternately,
+--rounds times; the medians of the rounds decide. Each threshold is the split of that ladder
+with the least total time, each size's time taken relative to its faster choice (the default
+when it splits the ladder the same way; the serial threshold capped at 1 MiB). With --write
+they go into the table as SDROP_TUNED_SERIAL_BYTES / SDROP_TUNED_SKIP_DROPPED_BYTES, with the
+measured medians as comments; a -D on the cmake line still overrides them.
+
+    .venv/bin/python bench/tune.py --thresholds [--write]
+
+Not here:
 the ISA variants this CPU does not run (each machine tunes its own). Halide's autoschedulers
 are compared in bench/autosched (reports/autosched.md).
 """
@@ -53,7 +72,12 @@ def run(cmd, **kw):
     return r.stdout
 
 
-def table_text(entries):
+THRESHOLD_DEFAULTS = {"SERIAL_BYTES": 65536, "SKIP_DROPPED_BYTES": 1048576}
+SERIAL_CAP = 1 << 20  # beyond this the pool wins on any multi-core machine (tests rely on it)
+
+
+def table_text(entries, thresholds=""):
+    """The table: schedule knobs per variant, then the threshold block (kept verbatim)."""
     lines = ["# Schedule knobs per kernel variant: SDROP_SCHEDULE_<isa>_<op>_<shape>_<dtype>.",
              "# Variants not listed use the generator's defaults (" +
              " ".join(f"{k}={v}" for k, v in DEFAULT.items()) + ").",
@@ -61,7 +85,20 @@ def table_text(entries):
     for (isa, shape, dtype), knobs in sorted(entries.items()):
         val = " ".join(f"{k}={v}" for k, v in sorted(knobs.items()))
         lines.append(f'set(SDROP_SCHEDULE_{isa}_dropout_{shape}_{dtype} "{val}")')
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + thresholds
+
+
+THRESHOLD_MARK = "# -- runtime thresholds (bench/tune.py --thresholds) --"
+
+
+def split_table(path):
+    """(schedule lines, threshold block) of an existing table."""
+    try:
+        text = open(path).read()
+    except FileNotFoundError:
+        return "", ""
+    i = text.find(THRESHOLD_MARK)
+    return (text, "") if i < 0 else (text[:i], text[i:])
 
 
 def build_and_time(table_path, isa, shape, dtype, knobs, args):
@@ -85,6 +122,101 @@ def build_and_time(table_path, isa, shape, dtype, knobs, args):
     return med[0]
 
 
+def sweep_times(build, threads, args):
+    """{(size name, bytes, mode, threads): median ms} of one `sdrop_bench --sweep` run."""
+    out = os.path.join(build, "sweep.json")
+    run([os.path.join(build, "bench", "sdrop_bench"), "--sweep", "--no_torch", "--no_gpu",
+         f"--threads={threads}", f"--reps={args.reps}", "--benchmark_enable_random_interleaving=true",
+         f"--benchmark_out={out}", "--benchmark_out_format=json"])
+    with open(out) as f:
+        doc = json.load(f)
+    dims = dict(kv.split("=") for kv in doc["context"]["bench_sizes"].split(","))
+    scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
+    times = {}
+    for b in doc["benchmarks"]:
+        if b.get("aggregate_name") != "median":
+            continue
+        parts = b["run_name"].split("/")  # sdrop/fwd/f32/nchw/<size>/p0.5/<mode>/oop[/threads=1]
+        size, mode = parts[4], parts[6]
+        t = 1 if any(p == "threads=1" for p in parts) else threads
+        n, c, h, w = (int(v) for v in dims[size].split("x"))
+        times[(size, n * c * h * w * 4, mode, t)] = b["real_time"] * scale[b.get("time_unit", "ns")]
+    return times
+
+
+def best_threshold(sizes, low, high, default):
+    """The threshold T (calls of at most T bytes take `low`, larger ones `high`) with the least
+    total time over the ladder, each size's time relative to its faster choice, so every size
+    counts alike and one noisy size cannot decide alone. Candidates are 0 and the ladder's
+    sizes; the default wins when it splits the ladder the same way as the best."""
+    def cost(t):
+        return sum((low(b) if b <= t else high(b)) / min(low(b), high(b)) for b in sizes)
+    best = min([0] + sizes, key=lambda t: (cost(t), t))
+    split = lambda t: tuple(b <= t for b in sizes)
+    return default if split(default) == split(best) else best
+
+
+def tune_thresholds(args):
+    import statistics
+    release = os.path.join(ROOT, "build", "release", "generators")
+    if not os.path.exists(os.path.join(release, "sdrop_kernels.h")):
+        sys.exit("tune.py --thresholds: build build/release first (it links that build's kernels)")
+    threads = args.threads or os.cpu_count()
+    never = str(1 << 62)
+    builds = {"skip": "0", "read": never}  # SDROP_SKIP_DROPPED_BYTES of each build
+    for name, skip in builds.items():
+        d = os.path.join(ROOT, "build", f"tune-thresholds-{name}")
+        log(f"building sdrop_bench in {d} (SDROP_SERIAL_BYTES=0, SDROP_SKIP_DROPPED_BYTES={skip})")
+        run(["cmake", "--preset", "release", "-B", d, f"-DSDROP_KERNELS_FROM={release}",
+             "-DSDROP_SERIAL_BYTES=0", f"-DSDROP_SKIP_DROPPED_BYTES={skip}",
+             "-DSDROP_BUILD_TESTS=OFF", "-DSDROP_BUILD_EXAMPLES=OFF",
+             "-DSDROP_BENCH_WITH_TORCH=OFF"], cwd=ROOT)
+        run(["cmake", "--build", d, "--target", "sdrop_bench"], cwd=ROOT)
+    rounds = {name: [] for name in builds}
+    for r in range(args.rounds):
+        for name in builds:
+            rounds[name].append(sweep_times(os.path.join(ROOT, "build", f"tune-thresholds-{name}"),
+                                            threads, args))
+        log(f"round {r + 1}/{args.rounds} done")
+    med = {name: {k: statistics.median(rd[k] for rd in rs) for k in rs[0]}
+           for name, rs in rounds.items()}
+    sizes = sorted({k[1] for k in med["skip"]})
+    at = lambda build, b, mode, t: next(v for k, v in med[build].items()
+                                        if k[1] == b and k[2] == mode and k[3] == t)
+    table = [f"{'output bytes':>12} | default mode: 1 thread | {threads} threads, reading | "
+             f"{threads} threads, skipping | multiply: 1 / {threads} threads   (us, medians of "
+             f"{args.rounds} rounds)"]
+    for b in sizes:
+        table.append(f"{b:>12} | {at('read', b, 'zero', 1) * 1e3:22.2f} | "
+                     f"{at('read', b, 'zero', threads) * 1e3:18.2f} | "
+                     f"{at('skip', b, 'zero', threads) * 1e3:19.2f} | "
+                     f"{at('read', b, 'mul', 1) * 1e3:.2f} / {at('read', b, 'mul', threads) * 1e3:.2f}")
+    print("\n".join(table))
+    # One thread against the pool: both modes summed, in the build that reads every row (the
+    # multiply mode reads every row in either build).
+    both = lambda b, t: at("read", b, "zero", t) + at("read", b, "mul", t)
+    serial = best_threshold(sizes, lambda b: both(b, 1), lambda b: both(b, threads),
+                            THRESHOLD_DEFAULTS["SERIAL_BYTES"])
+    serial = min(serial, SERIAL_CAP)
+    skip = best_threshold(sizes, lambda b: at("read", b, "zero", threads),
+                          lambda b: at("skip", b, "zero", threads),
+                          THRESHOLD_DEFAULTS["SKIP_DROPPED_BYTES"])
+    print(f"SDROP_SERIAL_BYTES={serial} (default {THRESHOLD_DEFAULTS['SERIAL_BYTES']}), "
+          f"SDROP_SKIP_DROPPED_BYTES={skip} (default {THRESHOLD_DEFAULTS['SKIP_DROPPED_BYTES']})",
+          flush=True)
+    if args.write:
+        head, _ = split_table(TABLE)
+        block = [THRESHOLD_MARK,
+                 f"# Measured {time.strftime('%Y-%m-%d')} on {threads} threads, "
+                 f"{os.uname().machine}, medians of {args.rounds} rounds of `sdrop_bench --sweep`."]
+        block += ["# " + line for line in table]
+        block.append(f"set(SDROP_TUNED_SERIAL_BYTES {serial})")
+        block.append(f"set(SDROP_TUNED_SKIP_DROPPED_BYTES {skip})")
+        with open(TABLE, "w") as f:
+            f.write((head if head.endswith("\n") or not head else head + "\n") + "\n".join(block) + "\n")
+        log(f"wrote the thresholds to {TABLE}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--dtypes", default="f32", help="comma list of f16,bf16,f32,f64")
@@ -98,8 +230,14 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--min-gain", type=float, default=0.10)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--thresholds", action="store_true",
+                    help="sweep SDROP_SERIAL_BYTES and SDROP_SKIP_DROPPED_BYTES instead")
+    ap.add_argument("--rounds", type=int, default=3, help="--thresholds: runs of each build")
+    ap.add_argument("--threads", type=int, default=0, help="--thresholds: the pool's threads")
     args = ap.parse_args()
     sys.path.insert(0, ROOT)
+    if args.thresholds:
+        return tune_thresholds(args)
     isa = subprocess.run(["bash", "-c", "grep -q avx512bw /proc/cpuinfo && echo avx512 || "
                           "(grep -q avx2 /proc/cpuinfo && echo avx2 || echo sse41)"],
                          capture_output=True, text=True).stdout.strip()
@@ -143,8 +281,9 @@ def main():
                 if best != base_knobs and gain >= args.min_gain:
                     winners[(isa, shape, dtype)] = best
     if args.write:
+        _, thresholds = split_table(TABLE)  # the threshold sweep's block stays
         with open(TABLE, "w") as f:
-            f.write(table_text(winners))
+            f.write(table_text(winners, thresholds))
         log(f"wrote {len(winners)} winner(s) to {TABLE}")
 
 

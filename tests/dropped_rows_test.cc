@@ -1,7 +1,7 @@
 // Large exact-zero calls never read a dropped row of x (docs/performance.md#mixed-limit):
 // the rows kernels fill dropped rows without loading them once the output passes
-// SDROP_SKIP_DROPPED_BYTES (1 MiB). Here x's dropped rows are unreadable pages: a read would
-// fault, so the test fails without the feature.
+// SDROP_SKIP_DROPPED_BYTES (1 MiB by default; the build passes its value). Here x's dropped
+// rows are unreadable pages: a read would fault, so the test fails without the feature.
 #include <gtest/gtest.h>
 #include <sdrop/sdrop.h>
 #include <sys/mman.h>
@@ -26,7 +26,8 @@ DLTensor Tensor(void* data, int64_t* shape, int ndim, DLDataType dt) {
 TEST(DroppedRows, LargeExactZeroCallsNeverReadThem) {
   const size_t page = size_t(sysconf(_SC_PAGESIZE));
   const int64_t row = int64_t(page / sizeof(float));  // one page per (sample, channel)
-  const int64_t channels = int64_t((2u << 20) / page);  // 2 MiB of output
+  // Twice the threshold of output (2 MiB with the default).
+  const int64_t channels = int64_t(2 * uint64_t(SDROP_TEST_SKIP_DROPPED_BYTES) / page) + 1;
   const size_t bytes = size_t(channels) * page;
   void* xmem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(xmem, MAP_FAILED);

@@ -358,11 +358,13 @@ TEST(ForwardValues, EveryChannelIsAllZeroOrAllScaled) {
     }
 }
 
-// Exact-zero calls with more than SDROP_SKIP_DROPPED_BYTES (1 MiB) of output take the rows
-// kernels' other loop, which fills dropped rows without reading x: the same bits, dense,
+// Exact-zero calls with more than SDROP_SKIP_DROPPED_BYTES (1 MiB by default) of output take
+// the rows kernels' other loop, which fills dropped rows without reading x: the same bits, dense,
 // strided, reversed and in place, in both modes (multiply always reads x).
 TEST_P(Forward, LargeRowsCallsThatSkipDroppedRows) {
-  const std::vector<int64_t> shape = {2, 64, 65, 65};  // > 1 MiB of output in every dtype
+  // Past the build's threshold in every dtype: 2 x 64 x 65 x 65 with the default 1 MiB.
+  const int64_t n = int64_t(SDROP_TEST_SKIP_DROPPED_BYTES) / (64 * 65 * 65 * 2) + 1;
+  const std::vector<int64_t> shape = {n, 64, 65, 65};
   std::mt19937_64 rng(21);
   for (double p : {0.1, 0.5, 0.9})
     for (bool multiply : {false, true}) {

@@ -143,12 +143,14 @@ TEST(Verbose, ForwardSaysWhatRan) {
   EXPECT_TRUE(isa == "sse41" || isa == "avx2" || isa == "avx512") << isa;
 }
 
-// Past SDROP_SKIP_DROPPED_BYTES (1 MiB) of output, exact-zero rows calls skip reading dropped
-// rows; multiply mode reads them always (x * 0).
+// Past SDROP_SKIP_DROPPED_BYTES (1 MiB by default) of output, exact-zero rows calls skip
+// reading dropped rows; multiply mode reads them always (x * 0).
 TEST(Verbose, LargeExactZeroRowsCallsSkipDroppedRows) {
   ScopedVerbose v(1);
-  std::vector<float> x(512 * 1024, 1.0f), y(512 * 1024);
-  HostTensor tx(x.data(), {1, 512, 32, 32}, kF32), ty(y.data(), {1, 512, 32, 32}, kF32);
+  // Twice the build's threshold of output (512 channels of 32x32 with the default 1 MiB).
+  const int64_t c = int64_t(2 * uint64_t(SDROP_TEST_SKIP_DROPPED_BYTES) / 4096) + 1;
+  std::vector<float> x(size_t(c) * 1024, 1.0f), y(size_t(c) * 1024);
+  HostTensor tx(x.data(), {1, c, 32, 32}, kF32), ty(y.data(), {1, c, 32, 32}, kF32);
   for (bool multiply : {false, true}) {
     sdrop_params p = Params(0x3);
     p.flags = multiply ? SDROP_FLAG_MULTIPLY : 0u;
