@@ -85,11 +85,9 @@ Plan plan_of(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int
     ax.xs = xs ? xs[i] : 0;
     ax.ys = ys[i];
     ax.ks = ks ? ks[i] : 0;
-    if (more) {
-      ax.rs = more[0] ? more[0][i] : 0;
-      ax.dys = more[1] ? more[1][i] : 0;
-      ax.drs = more[2] ? more[2][i] : 0;
-    }
+    ax.rs = more && more[0] ? more[0][i] : 0;
+    ax.dys = more && more[1] ? more[1][i] : 0;
+    ax.drs = more && more[2] ? more[2][i] : 0;
     ax.ms = ms[i];
     // Walk the output forwards: flip an axis it walks backwards.
     if (ax.ys < 0) {
@@ -144,9 +142,9 @@ Plan plan_of(Op op, int ndim, const int64_t* shape, const int64_t* xs, const int
     h--;
   }
   const int first_kernel = nm - h;
-  for (int i = 0; i < first_kernel; i++) p.outer[p.n_outer++].step = merged[i];
+  for (int i = 0; i < first_kernel; i++) p.outer[p.n_outer++] = Loop{merged[i], -1, 0, 0};
   for (int d = 0; d < h; d++) p.inner[d] = merged[nm - 1 - d];
-  for (int d = h; d < 3; d++) p.inner[d] = Axis{};  // padding dims: extent 1, strides 0
+  for (int d = h; d < 3; d++) p.inner[d] = kUnitAxis;  // padding dims
 
   // Cut kernel dim d into chunks of c with a loop around the call.
   auto chunk = [&p](int d, int64_t c) {

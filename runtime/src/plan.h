@@ -18,26 +18,31 @@ namespace sdrop {
 
 // Op and Shape: common/kernel_kinds.h (via tensor.h).
 
+// Axis and Loop are plain aggregates, left uninitialised where declared without a value: a
+// plan is made on every call, and initialising its ten loops and the planner's scratch axes
+// was a measurable part of a tiny call. kUnitAxis is the neutral axis (extent 1, strides 0).
 struct Axis {
-  int64_t extent = 1;
-  int64_t xs = 0, ys = 0, ks = 0;  // element strides in x, y, mask tensor (epilogue: channel)
-  int64_t rs = 0;                  // the epilogue's residual
-  int64_t dys = 0, drs = 0;        // its backward's dy and dresidual
-  int64_t ms = 0;                  // stride of the mask index m
+  int64_t extent;
+  int64_t xs, ys, ks;  // element strides in x, y, mask tensor (epilogue: channel)
+  int64_t rs;          // the epilogue's residual
+  int64_t dys, drs;    // its backward's dy and dresidual
+  int64_t ms;          // stride of the mask index m
 };
+constexpr Axis kUnitAxis = {1, 0, 0, 0, 0, 0, 0, 0};
 
 // A loop the runtime runs around the kernel call. It either walks an axis the kernel does
-// not see, or cuts kernel dim `chunk_dim` into chunks of `chunk` (the last one shorter).
+// not see, or cuts kernel dim `chunk_dim` (-1: none) into chunks of `chunk` (the last one
+// shorter).
 struct Loop {
   Axis step;  // extent = iterations; strides per iteration
-  int chunk_dim = -1;
-  int64_t chunk = 0, total = 0;
+  int chunk_dim;
+  int64_t chunk, total;
 };
 
 struct Plan {
   Shape shape = Shape::elementwise;
-  Axis inner[3];  // kernel dims d0 (innermost), d1, d2
-  Loop outer[kMaxDims + 2];  // outermost first
+  Axis inner[3] = {kUnitAxis, kUnitAxis, kUnitAxis};  // kernel dims d0 (innermost), d1, d2
+  Loop outer[kMaxDims + 2];  // outermost first; [0, n_outer) are set
   int n_outer = 0;
   // Element offsets (k0: channel index) and the mask index of element (0, 0, 0).
   int64_t x0 = 0, y0 = 0, k0 = 0, r0 = 0, dy0 = 0, dr0 = 0, m0 = 0;
