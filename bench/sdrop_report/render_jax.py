@@ -23,8 +23,8 @@ def run_line(run: JaxRun) -> str:
             f"{c.get('jaxlib', '?')}), Keras {c.get('keras') or 'not installed'}, sdrop "
             f"{c.get('sdrop', '?')} (ISA {c.get('sdrop_cpu_isa', '?')}); {c.get('threads', '?')} "
             "threads (the process pinned to that many cores before JAX starts: XLA's CPU "
-            "intra-op pool sizes itself from the affinity mask, and sdrop's loops run on that "
-            "pool)" + (f", XLA_FLAGS `{flags}`" if flags else "") +
+            "intra-op pool sizes itself from the affinity mask, and sdrop's own pool, which "
+            "runs its loops, from the same mask)" + (f", XLA_FLAGS `{flags}`" if flags else "") +
             f"; f32 NCHW, p = {c.get('p', '?')}, training; medians of {c.get('rounds', '?')} "
             f"interleaved rounds; {c.get('date', '?')}"
             + (f", load average {lb[0]:.2f} at start" if lb else "")
