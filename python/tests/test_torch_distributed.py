@@ -59,6 +59,10 @@ def worker(rank, port, seed_mode, out_dir):
                     "x_grad": x.grad}, os.path.join(out_dir, f"{seed_mode}.pt"))
     else:
         torch.save({"x_grad": x.grad}, os.path.join(out_dir, f"{seed_mode}_1.pt"))
+    # Both ranks done before either tears gloo down: a rank that destroyed its group while the
+    # other was still in it aborted once ("terminate called without an active exception") on
+    # a loaded machine.
+    dist.barrier()
     dist.destroy_process_group()
 
 
