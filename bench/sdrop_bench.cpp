@@ -5,8 +5,8 @@
 // Own flags (the rest goes to Google Benchmark, e.g. --benchmark_filter=...):
 //   --full            the whole matrix (every size, layout, p, dtype, mode, place, direction)
 //   --sweep           only the ladder of bench/tune.py's threshold sweep: f32 NCHW p = 0.5,
-//                     default and multiply mode, out of place, from 1x16x8x8 to 32x64x64x64
-//                     (4 KiB to 32 MiB of output), on 1 thread and on the default count
+//                     default and multiply mode, out of place, from 1x16x8x8 to 32x64x128x128
+//                     (4 KiB to 128 MiB of output), on 1 thread and on the default count
 //                     instead of the ~5 minute report subset
 //   --threads=N       threads for sdrop, the references and libtorch (default: env
 //                     SDROP_BENCH_THREADS, else sdrop's default = all cores)
@@ -262,14 +262,15 @@ void add_torch(Case c) {
 // thread and on the default count; the runtime's own thresholds decide the rest, so the sweep
 // builds it with them at 0 or past every size.
 const std::vector<Size>& sweep_sizes() {
-  // From the report's tiny size to past its cache size, doubling one axis at a time, so that
-  // the draws (N x C) grow with the bytes as they do in real layers: 4 KiB to 32 MiB of f32.
+  // From the report's tiny size to past its large one, doubling one axis at a time, so that
+  // the draws (N x C) grow with the bytes as they do in real layers: 4 KiB to 128 MiB of f32.
   static const std::vector<Size> sizes = {
       {"sweep4k", 1, 16, 8, 8},      {"sweep8k", 2, 16, 8, 8},       {"sweep16k", 2, 32, 8, 8},
       {"sweep32k", 4, 32, 8, 8},     {"sweep64k", 4, 64, 8, 8},      {"sweep128k", 8, 64, 8, 8},
       {"sweep256k", 8, 64, 16, 8},   {"sweep512k", 16, 64, 16, 8},   {"sweep1m", 16, 64, 16, 16},
       {"sweep2m", 32, 64, 16, 16},   {"sweep4m", 32, 64, 32, 16},    {"sweep8m", 32, 64, 32, 32},
-      {"sweep16m", 32, 64, 64, 32},  {"sweep32m", 32, 64, 64, 64}};
+      {"sweep16m", 32, 64, 64, 32},  {"sweep32m", 32, 64, 64, 64},   {"sweep64m", 32, 64, 128, 64},
+      {"sweep128m", 32, 64, 128, 128}};
   return sizes;
 }
 

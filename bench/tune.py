@@ -24,20 +24,22 @@ generators/schedule_table.cmake (with --write), which the normal build consumes:
 Winners closer than --min-gain (10%) to the generator's defaults are not written: memory
 bandwidth on a shared VM drifts by ~10% between runs, so smaller gains are noise.
 
---thresholds sweeps the runtime's two byte thresholds instead (no kernel is regenerated: the
+--thresholds sweeps the runtime's three byte thresholds instead (no kernel is regenerated: the
 scratch build, build/tune-thresholds, links build/release's kernels, so build that first):
 
     SDROP_SERIAL_BYTES        calls with at most this much output run on the calling thread
     SDROP_SKIP_DROPPED_BYTES  exact-zero rows calls with more output skip reading dropped rows
+    SDROP_MEMSET_DROPPED_BYTES  ... and with more still fill them by memset (rows of >= 4 KiB)
 
-Two builds of sdrop_bench, both with the pool used at every size: one that always skips the
-dropped rows, one that never does. Each runs `sdrop_bench --sweep` (f32 NCHW, p = 0.5, from
-1x16x8x8 to 32x64x64x64: 4 KiB to 32 MiB of output; on 1 thread and on all), alternately,
---rounds times; the medians of the rounds decide. Each threshold is the split of that ladder
-with the least total time, each size's time taken relative to its faster choice (the default
-when it splits the ladder the same way; the serial threshold capped at 1 MiB). With --write
-they go into the table as SDROP_TUNED_SERIAL_BYTES / SDROP_TUNED_SKIP_DROPPED_BYTES, with the
-measured medians as comments; a -D on the cmake line still overrides them.
+Three builds of sdrop_bench, all with the pool used at every size: one that always skips the
+dropped rows, one that never does, one that always fills them by memset. Each runs
+`sdrop_bench --sweep` (f32 NCHW, p = 0.5, from 1x16x8x8 to 32x64x128x128: 4 KiB to 128 MiB of
+output; on 1 thread and on all), alternately, --rounds times; the medians of the rounds
+decide. Each threshold is the split of that ladder with the least total time, each size's
+time taken relative to its faster choice (the default when it splits the ladder the same way;
+the serial threshold capped at 1 MiB). With --write they go into the table as
+SDROP_TUNED_SERIAL_BYTES, _SKIP_DROPPED_BYTES and _MEMSET_DROPPED_BYTES, with the measured
+medians as comments; a -D on the cmake line still overrides them.
 
     .venv/bin/python bench/tune.py --thresholds [--write]
 
@@ -72,7 +74,8 @@ def run(cmd, **kw):
     return r.stdout
 
 
-THRESHOLD_DEFAULTS = {"SERIAL_BYTES": 65536, "SKIP_DROPPED_BYTES": 1048576}
+THRESHOLD_DEFAULTS = {"SERIAL_BYTES": 65536, "SKIP_DROPPED_BYTES": 1048576,
+                      "MEMSET_DROPPED_BYTES": 4194304}
 SERIAL_CAP = 1 << 20  # beyond this the pool wins on any multi-core machine (tests rely on it)
 
 
@@ -144,14 +147,19 @@ def sweep_times(build, threads, args):
     return times
 
 
-def best_threshold(sizes, low, high, default):
+NEVER = 1 << 62  # a threshold no call passes
+
+
+def best_threshold(sizes, low, high, default, never_ok=False):
     """The threshold T (calls of at most T bytes take `low`, larger ones `high`) with the least
     total time over the ladder, each size's time relative to its faster choice, so every size
     counts alike and one noisy size cannot decide alone. Candidates are 0 and the ladder's
-    sizes; the default wins when it splits the ladder the same way as the best."""
+    sizes, and with never_ok NEVER in place of the largest (then `high` never runs, not even
+    past the ladder); the default wins when it splits the ladder the same way as the best."""
     def cost(t):
         return sum((low(b) if b <= t else high(b)) / min(low(b), high(b)) for b in sizes)
-    best = min([0] + sizes, key=lambda t: (cost(t), t))
+    cands = [0] + sizes[:-1] + [NEVER if never_ok else sizes[-1]]
+    best = min(cands, key=lambda t: (cost(t), t))
     split = lambda t: tuple(b <= t for b in sizes)
     return default if split(default) == split(best) else best
 
@@ -162,13 +170,16 @@ def tune_thresholds(args):
     if not os.path.exists(os.path.join(release, "sdrop_kernels.h")):
         sys.exit("tune.py --thresholds: build build/release first (it links that build's kernels)")
     threads = args.threads or os.cpu_count()
-    never = str(1 << 62)
-    builds = {"skip": "0", "read": never}  # SDROP_SKIP_DROPPED_BYTES of each build
-    for name, skip in builds.items():
+    never = str(NEVER)
+    # (SDROP_SKIP_DROPPED_BYTES, SDROP_MEMSET_DROPPED_BYTES) of each build
+    builds = {"skip": ("0", never), "read": (never, never), "memset": ("0", "0")}
+    for name, (skip, memset) in builds.items():
         d = os.path.join(ROOT, "build", f"tune-thresholds-{name}")
-        log(f"building sdrop_bench in {d} (SDROP_SERIAL_BYTES=0, SDROP_SKIP_DROPPED_BYTES={skip})")
+        log(f"building sdrop_bench in {d} (SDROP_SERIAL_BYTES=0, SDROP_SKIP_DROPPED_BYTES={skip}, "
+            f"SDROP_MEMSET_DROPPED_BYTES={memset})")
         run(["cmake", "--preset", "release", "-B", d, f"-DSDROP_KERNELS_FROM={release}",
              "-DSDROP_SERIAL_BYTES=0", f"-DSDROP_SKIP_DROPPED_BYTES={skip}",
+             f"-DSDROP_MEMSET_DROPPED_BYTES={memset}",
              "-DSDROP_BUILD_TESTS=OFF", "-DSDROP_BUILD_EXAMPLES=OFF",
              "-DSDROP_BENCH_WITH_TORCH=OFF"], cwd=ROOT)
         run(["cmake", "--build", d, "--target", "sdrop_bench"], cwd=ROOT)
@@ -184,12 +195,13 @@ def tune_thresholds(args):
     at = lambda build, b, mode, t: next(v for k, v in med[build].items()
                                         if k[1] == b and k[2] == mode and k[3] == t)
     table = [f"{'output bytes':>12} | default mode: 1 thread | {threads} threads, reading | "
-             f"{threads} threads, skipping | multiply: 1 / {threads} threads   (us, medians of "
+             f"skipping | memset | multiply: 1 / {threads} threads   (us, medians of "
              f"{args.rounds} rounds)"]
     for b in sizes:
         table.append(f"{b:>12} | {at('read', b, 'zero', 1) * 1e3:22.2f} | "
                      f"{at('read', b, 'zero', threads) * 1e3:18.2f} | "
-                     f"{at('skip', b, 'zero', threads) * 1e3:19.2f} | "
+                     f"{at('skip', b, 'zero', threads) * 1e3:8.2f} | "
+                     f"{at('memset', b, 'zero', threads) * 1e3:6.2f} | "
                      f"{at('read', b, 'mul', 1) * 1e3:.2f} / {at('read', b, 'mul', threads) * 1e3:.2f}")
     print("\n".join(table))
     # One thread against the pool: both modes summed, in the build that reads every row (the
@@ -201,9 +213,15 @@ def tune_thresholds(args):
     skip = best_threshold(sizes, lambda b: at("read", b, "zero", threads),
                           lambda b: at("skip", b, "zero", threads),
                           THRESHOLD_DEFAULTS["SKIP_DROPPED_BYTES"])
+    # memset against the kernel's own skipping loop (the route applies to rows of 4 KiB or
+    # more; below that the two builds run the same code).
+    memset = best_threshold(sizes, lambda b: at("skip", b, "zero", threads),
+                            lambda b: at("memset", b, "zero", threads),
+                            THRESHOLD_DEFAULTS["MEMSET_DROPPED_BYTES"], never_ok=True)
     print(f"SDROP_SERIAL_BYTES={serial} (default {THRESHOLD_DEFAULTS['SERIAL_BYTES']}), "
-          f"SDROP_SKIP_DROPPED_BYTES={skip} (default {THRESHOLD_DEFAULTS['SKIP_DROPPED_BYTES']})",
-          flush=True)
+          f"SDROP_SKIP_DROPPED_BYTES={skip} (default {THRESHOLD_DEFAULTS['SKIP_DROPPED_BYTES']}), "
+          f"SDROP_MEMSET_DROPPED_BYTES={memset} "
+          f"(default {THRESHOLD_DEFAULTS['MEMSET_DROPPED_BYTES']})", flush=True)
     if args.write:
         head, _ = split_table(TABLE)
         block = [THRESHOLD_MARK,
@@ -212,6 +230,7 @@ def tune_thresholds(args):
         block += ["# " + line for line in table]
         block.append(f"set(SDROP_TUNED_SERIAL_BYTES {serial})")
         block.append(f"set(SDROP_TUNED_SKIP_DROPPED_BYTES {skip})")
+        block.append(f"set(SDROP_TUNED_MEMSET_DROPPED_BYTES {memset})")
         with open(TABLE, "w") as f:
             f.write((head if head.endswith("\n") or not head else head + "\n") + "\n".join(block) + "\n")
         log(f"wrote the thresholds to {TABLE}")

@@ -40,7 +40,7 @@ set(SDROP_DTYPES f16 bf16 f32 f64)
 # this many bytes); the runtime cuts wider rows. One value for generator and runtime.
 set(SDROP_CHANNEL_BLOCK 2048)
 
-# Per-variant schedule knobs (vector_factor=, task_elems=) and the runtime's two byte
+# Per-variant schedule knobs (vector_factor=, task_elems=) and the runtime's three byte
 # thresholds below. The table is written by the tuning sweep; entries it lacks get the
 # generator's defaults, thresholds it lacks the defaults below.
 set(SDROP_SCHEDULE_TABLE "${PROJECT_SOURCE_DIR}/generators/schedule_table.cmake" CACHE FILEPATH
@@ -58,7 +58,11 @@ set(SDROP_SERIAL_BYTES "" CACHE STRING
     "Output bytes up to which a CPU call runs serially (empty: the schedule table's, else 65536)")
 set(SDROP_SKIP_DROPPED_BYTES "" CACHE STRING
     "Output bytes above which exact-zero rows calls skip reading dropped rows (empty: the schedule table's, else 1048576)")
-foreach (knob SERIAL_BYTES SKIP_DROPPED_BYTES)
+# SDROP_MEMSET_DROPPED_BYTES: exact-zero rows calls (contiguous rows of y) with more output
+# than this fill dropped rows with memset and run the kernel on the kept rows only.
+set(SDROP_MEMSET_DROPPED_BYTES "" CACHE STRING
+    "Output bytes above which exact-zero rows calls fill dropped rows by memset (empty: the schedule table's, else 4194304)")
+foreach (knob SERIAL_BYTES SKIP_DROPPED_BYTES MEMSET_DROPPED_BYTES)
   if (NOT SDROP_${knob} STREQUAL "")
     set(SDROP_EFFECTIVE_${knob} "${SDROP_${knob}}")
   elseif (DEFINED SDROP_TUNED_${knob})
@@ -70,6 +74,9 @@ if (NOT DEFINED SDROP_EFFECTIVE_SERIAL_BYTES)
 endif ()
 if (NOT DEFINED SDROP_EFFECTIVE_SKIP_DROPPED_BYTES)
   set(SDROP_EFFECTIVE_SKIP_DROPPED_BYTES 1048576)
+endif ()
+if (NOT DEFINED SDROP_EFFECTIVE_MEMSET_DROPPED_BYTES)
+  set(SDROP_EFFECTIVE_MEMSET_DROPPED_BYTES 4194304)
 endif ()
 
 # Another build tree's generators/ folder whose kernels this build links instead of generating
@@ -157,6 +164,7 @@ function(sdrop_add_kernels)
 #define SDROP_CHANNEL_BLOCK @SDROP_CHANNEL_BLOCK@
 #define SDROP_SERIAL_BYTES @SDROP_EFFECTIVE_SERIAL_BYTES@
 #define SDROP_SKIP_DROPPED_BYTES @SDROP_EFFECTIVE_SKIP_DROPPED_BYTES@
+#define SDROP_MEMSET_DROPPED_BYTES @SDROP_EFFECTIVE_MEMSET_DROPPED_BYTES@
 " @ONLY)
 
   add_library(sdrop_kernels INTERFACE)

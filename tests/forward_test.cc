@@ -382,5 +382,32 @@ TEST_P(Forward, LargeRowsCallsThatSkipDroppedRows) {
     }
 }
 
+// Past SDROP_MEMSET_DROPPED_BYTES (4 MiB by default) exact-zero rows calls whose rows of y are
+// contiguous fill dropped rows by memset and run the kernel on the runs of kept rows only:
+// the same bits again, dense, in place, with x padded or reversed, at every p including the
+// ends (all kept, all dropped).
+TEST_P(Forward, LargeRowsCallsThatMemsetDroppedRows) {
+  // Past 8 MiB the tensors get slow to check; the test command's sanitizer build sets the
+  // threshold to 4 MiB whatever the tuning table says, and runs this there.
+  if (uint64_t(SDROP_TEST_MEMSET_DROPPED_BYTES) > (uint64_t(8) << 20))
+    GTEST_SKIP() << "this build takes the memset route past "
+                 << SDROP_TEST_MEMSET_DROPPED_BYTES << " bytes only (tested at 4 MiB in build/asan)";
+  const int64_t n = int64_t(SDROP_TEST_MEMSET_DROPPED_BYTES) / (64 * 65 * 65 * 2) + 1;
+  const std::vector<int64_t> shape = {n, 64, 65, 65};
+  std::mt19937_64 rng(22);
+  for (double p : {0.0, 0.1, 0.5, 0.9, 1.0}) {
+    auto t = [&] {
+      DropoutTester d;
+      d.shape(shape).dtype(GetParam()).mask_axes(0x3).p(p).seed(rng()).offset(rng())
+          .rng_seed(rng());
+      return d;
+    };
+    t().Test();
+    t().inplace(true).Test();
+    t().x_strides({64 * 65 * 66, 65 * 66, 66, 1}).Test();         // padded rows
+    t().x_strides(Strides(shape, Identity(4), {}, 0xFu)).Test();  // every axis reversed
+  }
+}
+
 }  // namespace
 }  // namespace sdrop_test

@@ -157,7 +157,35 @@ TEST(Verbose, LargeExactZeroRowsCallsSkipDroppedRows) {
     const ExecLine e = ForwardLine(p, tx, ty);
     EXPECT_EQ(e.kv.at("canonical"), "rows");
     EXPECT_EQ(e.kv.at("skip_dropped"), multiply ? "0" : "1");
+    // Past the memset threshold too only if the build set that one lower.
+    const bool memset = uint64_t(c) * 4096 > uint64_t(SDROP_TEST_MEMSET_DROPPED_BYTES);
+    EXPECT_EQ(e.kv.at("memset_dropped"), memset && !multiply ? "1" : "0");
   }
+}
+
+// Past SDROP_MEMSET_DROPPED_BYTES (4 MiB by default), exact-zero rows calls with contiguous
+// rows of y fill dropped rows by memset; multiply mode never does, nor do rows of y with a
+// stride.
+TEST(Verbose, LargerExactZeroRowsCallsMemsetDroppedRows) {
+  // Past 8 MiB the tensors get slow to check; the test command's sanitizer build sets the
+  // threshold to 4 MiB whatever the tuning table says, and runs this there.
+  if (uint64_t(SDROP_TEST_MEMSET_DROPPED_BYTES) > (uint64_t(8) << 20))
+    GTEST_SKIP() << "this build takes the memset route past "
+                 << SDROP_TEST_MEMSET_DROPPED_BYTES << " bytes only (tested at 4 MiB in build/asan)";
+  ScopedVerbose v(1);
+  const int64_t c = int64_t(2 * uint64_t(SDROP_TEST_MEMSET_DROPPED_BYTES) / 4096) + 1;
+  std::vector<float> x(size_t(c) * 1024, 1.0f), y(size_t(c) * 1024 * 2);
+  HostTensor tx(x.data(), {1, c, 32, 32}, kF32), ty(y.data(), {1, c, 32, 32}, kF32);
+  HostTensor ty2(y.data(), {1, c, 32, 32}, kF32, {2 * c * 1024, 2048, 64, 2});
+  for (bool multiply : {false, true}) {
+    sdrop_params p = Params(0x3);
+    p.flags = multiply ? SDROP_FLAG_MULTIPLY : 0u;
+    const ExecLine e = ForwardLine(p, tx, ty);
+    EXPECT_EQ(e.kv.at("memset_dropped"), multiply ? "0" : "1");
+    EXPECT_EQ(e.kv.at("skip_dropped"), multiply ? "0" : "1");
+  }
+  const ExecLine e = ForwardLine(Params(0x3), tx, ty2);
+  EXPECT_EQ(e.kv.at("memset_dropped"), "0");
 }
 
 TEST(Verbose, ChannelsLastAndVariantFollowTheCap) {

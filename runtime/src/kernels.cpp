@@ -1,5 +1,9 @@
 #include "kernels.h"
 
+#include <emmintrin.h>
+
+#include <cstring>
+
 #include "HalideRuntime.h"
 #include "bias_grad.h"
 #include "cpu_isa.h"
@@ -8,7 +12,7 @@
 #include "halide_hooks.h"
 #include "kernel_table.h"
 #include "thread_pool.h"
-#include "sdrop_config.h"   // generated: SDROP_SERIAL_BYTES, SDROP_SKIP_DROPPED_BYTES
+#include "sdrop_config.h"   // generated: SDROP_SERIAL_BYTES, SDROP_*_DROPPED_BYTES
 #include "sdrop_kernels.h"  // generated: prototypes + SDROP_FOR_EACH_KERNEL
 
 namespace sdrop {
@@ -79,6 +83,135 @@ struct HostBuf {
   }
 };
 
+// Exact-zero rows calls past SDROP_MEMSET_DROPPED_BYTES (docs/performance.md#mixed-limit):
+// dropped rows are filled with streaming stores, as glibc's memset fills large blocks, which
+// write whole lines without reading them first (a kernel's vector stores pay that
+// read-for-ownership), and the dropout kernel runs on the runs of kept rows only, so x of a
+// dropped row is never read. The keep bits of the call's rows come first, from one mask
+// kernel call on the calling thread; the values from the dropout kernel: the same bits as
+// every other path. Each piece is a sub-box of the call proven by for_each_proven_call. Only
+// for rows long enough to stream (kMemsetMinRowBytes) and calls of at most kMemsetMaxRows
+// rows (their keep bytes live on the stack); other calls get the kernel's skipping loop.
+// Whether it pays depends on the machine: bench/tune.py --thresholds decides.
+constexpr int64_t kMemsetMinRowBytes = 4096;
+constexpr int64_t kMemsetMaxRows = 16384;
+constexpr int64_t kMemsetTaskBytes = 256 * 1024;  // output of one parallel task, about
+
+// Zeros at p, without reading the lines first: non-temporal 16-byte stores over the
+// line-aligned middle (write-combined into whole lines), plain memset for the ragged ends. The
+// caller fences (sfence) before its writes are handed to another thread.
+void zero_fill_streaming(uint8_t* p, size_t bytes) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t first = (a + 63) & ~uintptr_t(63), last = (a + bytes) & ~uintptr_t(63);
+  if (last <= first) {
+    std::memset(p, 0, bytes);
+    return;
+  }
+  std::memset(p, 0, first - a);
+  const __m128i z = _mm_setzero_si128();
+  for (uintptr_t q = first; q < last; q += 64) {
+    __m128i* line = reinterpret_cast<__m128i*>(q);
+    _mm_stream_si128(line, z);
+    _mm_stream_si128(line + 1, z);
+    _mm_stream_si128(line + 2, z);
+    _mm_stream_si128(line + 3, z);
+  }
+  std::memset(reinterpret_cast<void*>(last), 0, a + bytes - last);
+}
+
+struct MemsetRows {
+  int v;  // ISA variant
+  DType dtype;
+  halide_type_t type;
+  const KernelArgs* a;
+  const Plan* p;
+  const Tensor* x;
+  const Tensor* y;
+  Call c;
+  const uint8_t* keep;  // per row of the call, (d2, d1) order
+  int64_t rows_per_task;
+};
+
+bool memset_rows_fit(const Call& c, const Tensor& y) {
+  return c.extent[0] * y.itemsize >= kMemsetMinRowBytes &&
+         c.extent[1] * c.extent[2] <= kMemsetMaxRows;
+}
+
+// Rows [task * rows_per_task, ...) of the call.
+int memset_rows_task(void*, int task, uint8_t* closure) {
+  const MemsetRows& m = *reinterpret_cast<const MemsetRows*>(closure);
+  const Call& c = m.c;
+  const Axis &d1 = m.p->inner[1], &d2 = m.p->inner[2];
+  const int64_t e1 = c.extent[1], rows = e1 * c.extent[2];
+  const size_t row_bytes = size_t(c.extent[0] * m.y->itemsize);
+  int64_t r = int64_t(task) * m.rows_per_task;
+  const int64_t end = r + m.rows_per_task < rows ? r + m.rows_per_task : rows;
+  while (r < end) {
+    const int64_t i2 = r / e1, i1 = r % e1;
+    // A run of rows of slice i2, all kept or all dropped.
+    const bool kept = m.keep[r] != 0;
+    int64_t n = 1;
+    while (r + n < end && i1 + n < e1 && (m.keep[r + n] != 0) == kept) n++;
+    if (kept) {
+      Call sub = c;
+      sub.x0 += i1 * d1.xs + i2 * d2.xs;
+      sub.y0 += i1 * d1.ys + i2 * d2.ys;
+      sub.m0 += i1 * d1.ms + i2 * d2.ms;
+      sub.extent[1] = n;
+      sub.extent[2] = 1;
+      HostBuf xb, yb;
+      CallBuffers b;
+      b.x = xb.set(*m.x, sub.x0, m.type, sub, *m.p, &Axis::xs);
+      b.y = yb.set(*m.y, sub.y0, m.type, sub, *m.p, &Axis::ys);
+      if (int rc = call_kernel(g_table, m.v, Op::dropout, Shape::rows, m.dtype, *m.a, *m.p, sub,
+                               b, /*serial=*/true, /*skip_dropped=*/false)) {
+        return rc;
+      }
+    } else {
+      for (int64_t q = 0; q < n; q++) {
+        const int64_t off = c.y0 + (i1 + q) * d1.ys + i2 * d2.ys;  // y's rows are contiguous
+        zero_fill_streaming(reinterpret_cast<uint8_t*>(uintptr_t(m.y->base + uint64_t(off * m.y->itemsize))),
+                            row_bytes);
+      }
+    }
+    r += n;
+  }
+  _mm_sfence();  // the streaming stores are visible before the task counts as done
+  return 0;
+}
+
+int run_memset_rows(int v, DType dtype, const KernelArgs& a, const Plan& p, const Call& c,
+                    const Tensor& x, const Tensor& y, bool serial) {
+  const Axis &d1 = p.inner[1], &d2 = p.inner[2];
+  const int64_t e1 = c.extent[1], e2 = c.extent[2], rows = e1 * e2;
+  // The keep byte of every row: the mask kernel over the (d1, d2) grid of mask indices.
+  uint8_t keep[kMemsetMaxRows];
+  halide_dimension_t kd[3] = {{0, int32_t(e1), 1}, {0, int32_t(e2), int32_t(e1)},
+                              {0, 1, int32_t(rows)}};
+  halide_buffer_t kb{};
+  kb.host = keep;
+  kb.type = storage_type(DType::u8);
+  kb.dimensions = 3;
+  kb.dim = kd;
+  if (int rc = g_table.mask[v](a.seed, a.offset, c.m0, d1.ms, d2.ms, 0, a.threshold,
+                               a.keep_all, /*serial=*/true, &kb)) {
+    return rc;
+  }
+  const int64_t row_bytes = c.extent[0] * y.itemsize;
+  int64_t per = (kMemsetTaskBytes + row_bytes - 1) / row_bytes;
+  per = per < 1 ? 1 : per;
+  MemsetRows m{v, dtype, storage_type(dtype), &a, &p, &x, &y, c, keep, per};
+  const int tasks = int((rows + per - 1) / per);
+  uint8_t* closure = reinterpret_cast<uint8_t*>(&m);
+  if (serial) {
+    for (int t = 0; t < tasks; t++) {
+      if (int rc = memset_rows_task(nullptr, t, closure)) return rc;
+    }
+    return 0;
+  }
+  return pool_do_par_for(nullptr, memset_rows_task, 0, tasks, closure);
+}
+
 // The Halide message is set only by a failure and consumed here, so no call clears it.
 sdrop_status status_of(int code) {
   const char* msg = halide_message()[0] ? halide_message() : "(no message)";
@@ -116,8 +249,14 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
   // (docs/epilogue.md): its rows kernels always take the dropped rows' own loop.
   const bool skip_dropped =
       !a.multiply && (fused || (op == Op::dropout && out_bytes > uint64_t(SDROP_SKIP_DROPPED_BYTES)));
+  // Larger still, dropped rows by streaming stores (memset_rows_task), where y's rows are
+  // contiguous.
+  const bool memset_dropped = op == Op::dropout && !a.multiply && plan.shape == Shape::rows &&
+                              plan.inner[0].ys == 1 &&
+                              out_bytes > uint64_t(SDROP_MEMSET_DROPPED_BYTES);
   info->serial = serial;
   info->skip_dropped = skip_dropped && plan.shape == Shape::rows;
+  info->memset_dropped = false;  // set by a call that took the route
   int code = 0;
   // The epilogue backward's bias gradient: its scratch first, then the row sums of each call's
   // dx (just written, still in cache) right after the call.
@@ -142,7 +281,13 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
         b.dr = e->dresidual ? drb.set(*e->dresidual, c.dr0, in_type, c, plan, &Axis::drs) : b.y;
       }
     }
-    int r = call_kernel(g_table, v, op, plan.shape, dtype, a, plan, c, b, serial, skip_dropped);
+    int r;
+    if (memset_dropped && memset_rows_fit(c, y)) {
+      info->memset_dropped = true;
+      r = run_memset_rows(v, dtype, a, plan, c, *x, y, serial);
+    } else {
+      r = call_kernel(g_table, v, op, plan.shape, dtype, a, plan, c, b, serial, skip_dropped);
+    }
     if (r == 0 && dbias) {
       CallBuffers sums;
       sums.x = b.y;

@@ -93,11 +93,13 @@ void verbose_print(const CallRecord& r, sdrop_status status) {
   std::fprintf(stderr,
                "sdrop_verbose,exec,%s,%s,%s,shape=%s,x_strides=%s,y_strides=%s,"
                "mask_axes=0x%x,p=%g,flags=0x%x,canonical=%s,kernel_extents=%s,calls=%d,"
-               "serial=%d,skip_dropped=%d,threads=%d,workers=%d,time_us=%.2f\n",
+               "serial=%d,skip_dropped=%d,memset_dropped=%d,threads=%d,workers=%d,"
+               "time_us=%.2f\n",
                r.run.variant[0] ? r.run.variant : "none", r.op, dt, shape, xs, ys,
                unsigned(r.params->mask_axes), r.params->p, unsigned(r.params->flags),
                canonical, ext[0] ? ext : "none", r.run.calls, int(r.run.serial),
-               int(r.run.skip_dropped), call_threads(), r.run.workers, us);
+               int(r.run.skip_dropped), int(r.run.memset_dropped), call_threads(),
+               r.run.workers, us);
   if (level < 2 || !r.plan) return;
   const Plan& p = *r.plan;
   for (int d = 0; d < 3; d++) {
