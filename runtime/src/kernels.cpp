@@ -170,8 +170,8 @@ int memset_rows_task(void*, int task, uint8_t* closure) {
     } else {
       for (int64_t q = 0; q < n; q++) {
         const int64_t off = c.y0 + (i1 + q) * d1.ys + i2 * d2.ys;  // y's rows are contiguous
-        zero_fill_streaming(reinterpret_cast<uint8_t*>(uintptr_t(m.y->base + uint64_t(off * m.y->itemsize))),
-                            row_bytes);
+        const uint64_t at = m.y->base + uint64_t(off * m.y->itemsize);
+        zero_fill_streaming(reinterpret_cast<uint8_t*>(uintptr_t(at)), row_bytes);
       }
     }
     r += n;
