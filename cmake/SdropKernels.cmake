@@ -59,25 +59,21 @@ set(SDROP_SERIAL_BYTES "" CACHE STRING
 set(SDROP_SKIP_DROPPED_BYTES "" CACHE STRING
     "Output bytes above which exact-zero rows calls skip reading dropped rows (empty: the schedule table's, else 1048576)")
 # SDROP_MEMSET_DROPPED_BYTES: exact-zero rows calls (contiguous rows of y) with more output
-# than this fill dropped rows with memset and run the kernel on the kept rows only.
+# than this fill dropped rows with streaming stores and run the kernel on the kept rows only.
 set(SDROP_MEMSET_DROPPED_BYTES "" CACHE STRING
-    "Output bytes above which exact-zero rows calls fill dropped rows by memset (empty: the schedule table's, else 4194304)")
-foreach (knob SERIAL_BYTES SKIP_DROPPED_BYTES MEMSET_DROPPED_BYTES)
+    "Output bytes above which exact-zero rows calls fill dropped rows by streaming stores (empty: the schedule table's, else 4194304)")
+foreach (knob_default SERIAL_BYTES=65536 SKIP_DROPPED_BYTES=1048576 MEMSET_DROPPED_BYTES=4194304)
+  string(REPLACE "=" ";" knob_default "${knob_default}")
+  list(GET knob_default 0 knob)
+  list(GET knob_default 1 default)
   if (NOT SDROP_${knob} STREQUAL "")
     set(SDROP_EFFECTIVE_${knob} "${SDROP_${knob}}")
   elseif (DEFINED SDROP_TUNED_${knob})
     set(SDROP_EFFECTIVE_${knob} "${SDROP_TUNED_${knob}}")
+  else ()
+    set(SDROP_EFFECTIVE_${knob} "${default}")
   endif ()
 endforeach ()
-if (NOT DEFINED SDROP_EFFECTIVE_SERIAL_BYTES)
-  set(SDROP_EFFECTIVE_SERIAL_BYTES 65536)
-endif ()
-if (NOT DEFINED SDROP_EFFECTIVE_SKIP_DROPPED_BYTES)
-  set(SDROP_EFFECTIVE_SKIP_DROPPED_BYTES 1048576)
-endif ()
-if (NOT DEFINED SDROP_EFFECTIVE_MEMSET_DROPPED_BYTES)
-  set(SDROP_EFFECTIVE_MEMSET_DROPPED_BYTES 4194304)
-endif ()
 
 # Another build tree's generators/ folder whose kernels this build links instead of generating
 # its own (same sources, same configuration): the sanitizer build of the test command takes the

@@ -268,6 +268,10 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
   reset_loop_workers();
   if (sdrop_status s = for_each_proven_call(op, plan, x, y, k, e, &info->calls, &code,
                                             [&](const Call& c) {
+    if (memset_dropped && memset_rows_fit(c, y)) {  // a plain dropout: no epilogue operands
+      info->memset_dropped = true;
+      return run_memset_rows(v, dtype, a, plan, c, *x, y, serial);
+    }
     HostBuf xb, kb, yb, rb, dyb, drb;
     CallBuffers b;
     b.y = yb.set(y, c.y0, out_type, c, plan, &Axis::ys);
@@ -281,13 +285,7 @@ sdrop_status run_plan(Backend backend, Op op, DType dtype, const Plan& plan, con
         b.dr = e->dresidual ? drb.set(*e->dresidual, c.dr0, in_type, c, plan, &Axis::drs) : b.y;
       }
     }
-    int r;
-    if (memset_dropped && memset_rows_fit(c, y)) {
-      info->memset_dropped = true;
-      r = run_memset_rows(v, dtype, a, plan, c, *x, y, serial);
-    } else {
-      r = call_kernel(g_table, v, op, plan.shape, dtype, a, plan, c, b, serial, skip_dropped);
-    }
+    int r = call_kernel(g_table, v, op, plan.shape, dtype, a, plan, c, b, serial, skip_dropped);
     if (r == 0 && dbias) {
       CallBuffers sums;
       sums.x = b.y;

@@ -17,7 +17,7 @@ struct RunInfo {
   int calls = 0;             // kernel calls
   bool serial = false;       // on the calling thread, without the pool
   bool skip_dropped = false; // rows kernels: dropped rows filled without reading x
-  bool memset_dropped = false;  // ... by memset, the kernel running on the kept rows only
+  bool memset_dropped = false;  // ... by streaming stores, the kernel on the kept rows only
   int workers = 0;           // CPU: most threads that ran tasks of one parallel loop (serial: 1)
 };
 
